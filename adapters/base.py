@@ -1,0 +1,155 @@
+"""The adapter contract: pure translation between OpenAI shapes and one provider's wire format.
+
+An adapter does no I/O and never sees more of a key than ``auth_headers`` needs. Its tests feed
+it bytes and compare results. Per provider type it provides:
+
+- ``auth_headers(secret) -> dict``: the credential headers for one key (computed once per key).
+- ``build_chat(chat, target, *, stream) -> UpstreamRequest``: ``chat`` is the client's parsed
+  OpenAI request body (the adapter must not mutate it).
+- ``parse_chat(body, *, model) -> ChatResult``: an OpenAI ``chat.completion`` and its usage.
+- ``stream_translator(*, model, include_usage) -> StreamTranslator``: per-stream state.
+- ``parse_error(status, headers, body) -> UpstreamError``: classify a non-2xx answer.
+- ``build_embeddings`` / ``parse_embeddings``: where the provider has embeddings.
+
+``model`` is the name the client asked for, for adapters whose provider does not echo one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+from balancer.health import Outcome
+
+
+class AdapterError(ValueError):
+    """The request cannot be expressed for this provider: the client gets a 400 naming ``param``."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = "unsupported_parameter"):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    url: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # without credentials
+    method: str = "POST"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    body: bytes  # an OpenAI chat.completion, serialized
+    usage: Usage | None
+
+
+@dataclass(slots=True)
+class UpstreamError(Exception):
+    """A failed upstream call, classified. ``envelope`` is the OpenAI-shaped error to relay."""
+
+    outcome: Outcome
+    status: int | None = None
+    message: str = ""
+    retry_after: float | None = None
+    envelope: dict | None = None
+
+    def __str__(self) -> str:
+        return f"{self.outcome.value} ({self.status}): {self.message}"
+
+
+class StreamTranslator(Protocol):
+    """Turns upstream SSE events into OpenAI ``chat.completion.chunk`` SSE frames (bytes).
+
+    ``feed`` returns the frames to send for one event (often one, sometimes none) and raises
+    ``UpstreamError`` for an error event or malformed data. ``finish`` returns the closing frames:
+    the usage chunk when the client asked for it, then ``data: [DONE]``. ``usage`` is the
+    upstream's usage once seen (counted once, whichever event carried it).
+    """
+
+    usage: Usage | None
+    done: bool
+
+    def feed(self, event: "SSEEvent") -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+
+class Adapter(Protocol):
+    kind: str
+
+    def auth_headers(self, secret: str) -> dict[str, str]: ...
+
+    def build_chat(self, chat: dict, target, *, stream: bool) -> UpstreamRequest: ...
+
+    def parse_chat(self, body: bytes, *, model: str) -> ChatResult: ...
+
+    def stream_translator(self, *, model: str, include_usage: bool) -> StreamTranslator: ...
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    data: bytes
+    event: str | None = None
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds from ``retry-after-ms``, or ``retry-after`` as seconds or an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def usage_from_openai(data: dict | None) -> Usage | None:
+    """Read an OpenAI ``usage`` object, tolerating nulls and missing fields."""
+    if not isinstance(data, dict):
+        return None
+    details = data.get("prompt_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+    )
+
+
+def usage_to_openai(usage: Usage) -> dict:
+    out = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.cached_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return out

@@ -1,0 +1,147 @@
+"""The Sanic application.
+
+``create_app(settings)`` assembles the service. Per request, in order:
+
+1. ``begin_request`` (app, on request): ``request.ctx.request_id`` (the client's
+   ``x-request-id`` if it is sane, else a new one) and ``request.ctx.record``, the
+   ``RequestRecord`` that dispatch fills in and the access log reads.
+2. ``authenticate`` (the ``/v1`` routes, on request): ``request.ctx.principal`` from the bearer
+   key, or 401. The admin blueprint checks the admin key instead.
+3. The handler (``app.routes``): parse, dispatch, render. Errors are raised, never returned.
+4. ``render_error`` (exception handler): any exception becomes an OpenAI error envelope with its
+   status; unexpected ones are logged with a traceback and answered as a bare 500.
+5. ``end_request`` (app, on response): adds ``x-request-id`` and, except for streams (which do it
+   when they end), records the request: metrics and one access log line.
+
+Per process, ``before_server_start`` opens the state store, the upstream session and the
+dispatcher on ``app.ctx``; ``after_server_stop`` closes them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from loguru import logger
+from sanic import HTTPResponse, Request, Sanic
+from sanic.exceptions import SanicException
+
+from app.accounting import RequestRecord, finish
+from app.auth import Authenticator
+from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+from app import metrics
+from app.routes import admin, chat, health, models
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+_RECORDED = ("/v1/", "/admin/")
+
+# Sanic's own loggers only speak up for real problems; our access log is app.accounting.
+SANIC_LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {
+        "sanic.root": {"level": "WARNING", "handlers": ["console"]},
+        "sanic.error": {"level": "ERROR", "handlers": ["console"], "propagate": False},
+        "sanic.access": {"level": "CRITICAL", "handlers": ["console"], "propagate": False},
+        "sanic.server": {"level": "WARNING", "handlers": ["console"], "propagate": False},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+}
+
+
+def _sanic_error(error: SanicException) -> GatewayError:
+    status = getattr(error, "status_code", 500) or 500
+    if status == 413:
+        return PayloadTooLarge(f"The request body is larger than this gateway accepts. {error}".strip())
+    if status == 404:
+        return NotFound("Unknown URL; see GET /v1/models and POST /v1/chat/completions.")
+    if status == 405:
+        return GatewayError("Method not allowed for this URL.", status=405, code="method_not_allowed")
+    if 400 <= status < 500:
+        return InvalidRequest(str(error) or "Bad request.", status=status)
+    return GatewayError("The gateway failed to handle this request.", status=status)
+
+
+def create_app(settings, *, name: str = "coo_llm") -> Sanic:
+    app = Sanic(name, log_config=SANIC_LOG_CONFIG)
+    app.config.REQUEST_MAX_SIZE = settings.server.max_body_bytes
+    app.config.RESPONSE_TIMEOUT = 3600  # streams may legitimately run long; budgets live in dispatch
+    app.config.REQUEST_TIMEOUT = 60
+    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.config.NOISY_EXCEPTIONS = False
+    app.config.ACCESS_LOG = False
+    app.config.MOTD = False
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.ctx.settings = settings
+    app.ctx.authenticator = Authenticator(settings.api_keys)
+
+    @app.before_server_start
+    async def open_resources(app: Sanic) -> None:
+        from app.dispatch import Dispatcher
+        from app.upstream import UpstreamClient
+        from storage import open_store
+
+        app.ctx.store = open_store(settings.storage.runtime)
+        app.ctx.upstream = UpstreamClient()
+        await app.ctx.upstream.start()
+        app.ctx.dispatcher = Dispatcher(settings, app.ctx.store, app.ctx.upstream)
+
+    @app.after_server_stop
+    async def close_resources(app: Sanic) -> None:
+        await app.ctx.upstream.close()
+        await app.ctx.store.close()
+
+    @app.on_request(priority=100)
+    async def begin_request(request: Request) -> None:
+        given = request.headers.get("x-request-id")
+        request_id = given if given and _REQUEST_ID.match(given) else "req_" + uuid.uuid4().hex
+        request.ctx.request_id = request_id
+        record = request.ctx.record = RequestRecord(request_id, route=request.path)
+        if request.path.startswith(_RECORDED):
+            metrics.INFLIGHT.inc()
+        else:
+            record.finished = True  # health checks and scrapes are not logged
+
+    async def authenticate(request: Request) -> None:
+        principal = app.ctx.authenticator.authenticate(request.headers.get("authorization"))
+        request.ctx.principal = principal
+        request.ctx.record.client = principal.id
+
+    for blueprint in (chat.bp, models.bp):
+        blueprint.on_request(authenticate)
+        app.blueprint(blueprint)
+    app.blueprint(admin.bp)
+    app.blueprint(health.bp)
+
+    @app.exception(Exception)
+    async def render_error(request: Request, error: Exception) -> HTTPResponse:
+        if isinstance(error, GatewayError):
+            gateway_error = error
+        elif isinstance(error, SanicException):
+            gateway_error = _sanic_error(error)
+        else:
+            logger.opt(exception=error).error("unhandled error", request_id=getattr(request.ctx, "request_id", None))
+            gateway_error = GatewayError("The gateway failed to handle this request.")
+        record = getattr(request.ctx, "record", None)
+        if record is not None and not record.error:
+            record.error = gateway_error.code or gateway_error.type
+        return HTTPResponse(
+            gateway_error.body(),
+            status=gateway_error.status,
+            headers=gateway_error.headers(),
+            content_type="application/json",
+        )
+
+    @app.on_response(priority=100)
+    async def end_request(request: Request, response: HTTPResponse) -> None:
+        record = getattr(request.ctx, "record", None)
+        if record is None:
+            return
+        response.headers.setdefault("x-request-id", record.request_id)
+        if not record.stream and not record.finished:
+            record.status = response.status
+            finish(record)
+
+    if app.ctx.authenticator.open:
+        logger.warning("OPEN ACCESS: no api_keys configured, any client can use this gateway and its provider keys")
+    return app

@@ -1,0 +1,134 @@
+"""The ``coo-llm`` command: ``serve``, ``check`` and ``worker``.
+
+``--config`` defaults to ``$COO_CONFIG``, then ``configs/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from functools import partial
+
+from loguru import logger
+
+from app.config import PROVIDER_KEY_ENV, ConfigError, Settings, load_settings
+
+DEFAULT_CONFIG = "configs/config.yaml"
+
+
+def _load_or_exit(path: str) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as error:
+        print(f"{path}: invalid configuration", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def build_app(config_path: str):
+    """Sanic app factory, run once per web process (it must be importable for spawned workers)."""
+    from app import create_app
+    from app.logging import setup_logging
+
+    settings = load_settings(config_path)
+    setup_logging(settings.logging)
+    return create_app(settings)
+
+
+def describe(settings: Settings) -> None:
+    """Log what this gateway will serve, and say plainly which providers cannot serve."""
+    for provider in settings.llm_providers:
+        models = ", ".join(provider.all_models)
+        if provider.api_keys:
+            logger.info(f"provider {provider.id} ({provider.kind}): {len(provider.api_keys)} key(s), models: {models}")
+        else:
+            hint = PROVIDER_KEY_ENV.get(provider.kind)
+            extra = f" (set {hint})" if hint else ""
+            logger.warning(f"provider {provider.id} ({provider.kind}) has NO API keys{extra}; requests for it fail with 503")
+    if not settings.llm_providers:
+        logger.warning("no llm_providers configured: every chat request will fail with 404")
+    if settings.server.admin_api_key is None:
+        logger.info("admin API disabled (server.admin_api_key not set)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from app.logging import setup_logging
+
+    settings = _load_or_exit(args.config)
+    setup_logging(settings.logging)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    workers = max(1, args.workers)
+    if workers > 1 and settings.storage.runtime.type == "memory":
+        logger.warning(
+            f"--workers {workers} with memory storage: every process keeps its own rate windows, "
+            f"so each key may receive up to {workers}x its limits. Use storage.runtime.type: redis for exact limits."
+        )
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coo-llm-metrics-")
+    describe(settings)
+    logger.info(f"coo-llm listening on http://{host}:{port} with {workers} worker(s), config {args.config}")
+    loader = AppLoader(factory=partial(build_app, os.path.abspath(args.config)))
+    app = loader.load()
+    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False)
+    if workers == 1:
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"{args.config}: invalid", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    keys = sum(len(p.api_keys) for p in settings.llm_providers)
+    print(f"{args.config}: valid ({len(settings.llm_providers)} provider(s), {keys} provider key(s), {len(settings.api_keys)} client key(s))")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _load_or_exit(args.config)
+    print("coo-llm worker: background workers are not built yet (see the Redis/workers issue); nothing to run.", file=sys.stderr)
+    return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="coo-llm", description="OpenAI-compatible LLM API gateway")
+    commands = root.add_subparsers(dest="command", required=True)
+    default_config = os.environ.get("COO_CONFIG") or DEFAULT_CONFIG
+
+    serve = commands.add_parser("serve", help="run the gateway's web process(es)")
+    serve.add_argument("--config", default=default_config, help=f"YAML config (default: $COO_CONFIG or {DEFAULT_CONFIG})")
+    serve.add_argument("--host", default=None, help="bind address (default: from server.listen)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: from server.listen)")
+    serve.add_argument("--workers", type=int, default=1, help="web processes (default 1)")
+    serve.set_defaults(run=cmd_serve)
+
+    check = commands.add_parser("check", help="validate a config; exit 0 if valid, 1 if not")
+    check.add_argument("--config", default=default_config)
+    check.set_defaults(run=cmd_check)
+
+    worker = commands.add_parser("worker", help="run background jobs (arq)")
+    worker.add_argument("--config", default=default_config)
+    worker.set_defaults(run=cmd_worker)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""``POST /v1/chat/completions``: parse and check only what routing needs, then dispatch.
+
+The body is parsed with orjson and never validated as a whole: every parameter the gateway does
+not use travels upstream untouched, and the upstream judges it.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import aclosing
+
+import orjson
+from sanic import Blueprint, HTTPResponse, Request
+
+from app import metrics
+from app.accounting import finish
+from app.dispatch import Call
+from app.errors import InvalidRequest
+
+bp = Blueprint("chat", url_prefix="/v1")
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def parse_json_object(raw: bytes) -> dict:
+    if not raw:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _positive_int(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest(f"'{name}' must be a positive integer.", param=name, code="invalid_value")
+    return value
+
+
+def parse_chat(raw: bytes, principal) -> Call:
+    """Check the routing-relevant fields of a chat request; raise ``InvalidRequest`` naming the param."""
+    body = parse_json_object(raw)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_required_parameter" if model is None else "invalid_type")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        code = "missing_required_parameter" if messages is None else "invalid_type"
+        raise InvalidRequest("'messages' must be a non-empty array of message objects.", param="messages", code=code)
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"messages[{index}] must be an object.", param=f"messages[{index}]", code="invalid_type")
+        if message.get("role") not in ROLES:
+            raise InvalidRequest(
+                f"messages[{index}].role must be one of {', '.join(sorted(ROLES))}.", param=f"messages[{index}].role", code="invalid_value"
+            )
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean.", param="stream", code="invalid_type")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise InvalidRequest("'stream_options' must be an object.", param="stream_options", code="invalid_type")
+    max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
+    return Call(
+        body=body,
+        model=model,
+        principal=principal,
+        stream=bool(stream),
+        include_usage=bool(stream and options and options.get("include_usage")),
+        max_tokens=max_tokens,
+    )
+
+
+def served_headers(record) -> dict[str, str]:
+    return {
+        "x-request-id": record.request_id,
+        "x-coo-llm-provider": record.provider,
+        "x-coo-llm-key": record.key_id,
+        "x-coo-llm-attempts": str(record.attempts),
+    }
+
+
+@bp.post("/chat/completions")
+async def chat_completions(request: Request):
+    record = request.ctx.record
+    call = parse_chat(request.body, request.ctx.principal)
+    dispatcher = request.app.ctx.dispatcher
+    if not call.stream:
+        result = await dispatcher.chat(call, record)
+        record.status = 200
+        return HTTPResponse(result.body, status=200, headers=served_headers(record), content_type="application/json")
+
+    stream = await dispatcher.open_stream(call, record)
+    record.stream = True
+    record.status = 200
+    headers = {**served_headers(record), "cache-control": "no-cache", "x-accel-buffering": "no"}
+    try:
+        response = await request.respond(status=200, headers=headers, content_type="text/event-stream")
+        first = True
+        async with aclosing(stream.frames()) as frames:
+            async for piece in frames:
+                await response.send(piece)
+                if first:
+                    first = False
+                    metrics.child(metrics.TIME_TO_FIRST_TOKEN, record.provider).observe(time.perf_counter() - record.started)
+        await response.eof()
+    except BaseException:
+        record.status = 499 if record.error is None else record.status  # the client went away
+        raise
+    finally:
+        await stream.aclose()
+        finish(record)

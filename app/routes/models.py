@@ -1,0 +1,32 @@
+"""``GET /v1/models`` and ``GET /v1/models/{id}`` in OpenAI list format."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import json
+
+from app.errors import ModelNotFound
+
+bp = Blueprint("models", url_prefix="/v1")
+
+
+def _model(model_id: str, owner: str) -> dict:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+
+
+@bp.get("/models")
+async def list_models(request: Request):
+    principal = request.ctx.principal
+    ids = request.app.ctx.dispatcher.catalog.model_ids(principal.allows)
+    request.ctx.record.status = 200
+    return json({"object": "list", "data": [_model(i, owner) for i, owner in ids]})
+
+
+@bp.get("/models/<model_id:path>")
+async def get_model(request: Request, model_id: str):
+    principal = request.ctx.principal
+    for known, owner in request.app.ctx.dispatcher.catalog.model_ids(principal.allows):
+        if known == model_id:
+            request.ctx.record.status = 200
+            return json(_model(known, owner))
+    raise ModelNotFound(f"The model '{model_id}' does not exist or is not served by this gateway.", param="model")

@@ -1,0 +1,48 @@
+"""Token estimates for reserving window room before the upstream reports real usage.
+
+About four characters per token for text, a flat cost per image and per message. The estimate
+only has to be close: after the call the window is corrected to the upstream's real count.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_IMAGE = 800
+
+
+def _content_chars(content) -> tuple[int, int]:
+    """(characters, images) of a message ``content`` (a string or a list of parts)."""
+    if isinstance(content, str):
+        return len(content), 0
+    chars = images = 0
+    if isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") in ("image_url", "input_image", "image"):
+                images += 1
+            else:
+                text = part.get("text")
+                chars += len(text) if isinstance(text, str) else 0
+    return chars, images
+
+
+def estimate_prompt_tokens(chat: dict) -> int:
+    chars = images = 0
+    messages = chat.get("messages") or []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        c, i = _content_chars(message.get("content"))
+        chars += c
+        images += i
+        calls = message.get("tool_calls")
+        if calls:
+            chars += len(orjson.dumps(calls))
+    tools = chat.get("tools")
+    if tools:
+        chars += len(orjson.dumps(tools))
+    return chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * len(messages) + TOKENS_PER_IMAGE * images + 3

@@ -1,0 +1,129 @@
+"""The model catalog: which upstream targets can serve a requested model name.
+
+``resolve(model, allows)`` returns targets in preference order:
+
+1. An alias (``model_aliases``) gives its target, or its ordered fallback group; ``Target.rank``
+   is the position in the group, and a later rank is used only when earlier ones cannot serve.
+2. ``provider_id:model`` gives that provider with that upstream model (listed or not).
+3. A bare model name gives every provider that lists it, all at rank 0, so the strategy orders
+   them.
+
+Then targets whose provider the caller may not use are removed. Unknown model:
+``UnknownModel``; known but every provider forbidden: ``ForbiddenModel``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+class ForbiddenModel(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One (provider, upstream model) pair a request can be sent to."""
+
+    provider_id: str
+    kind: str  # openai | anthropic | gemini | custom
+    model: str
+    base_url: str
+    input_cost: float  # USD per 1K tokens
+    output_cost: float
+    req_per_min: int | None = None
+    tokens_per_min: int | None = None
+    max_tokens: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    drop_params: tuple[str, ...] = ()
+    timeout: float | None = None
+    rank: int = 0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_cost + completion_tokens * self.output_cost) / 1000.0
+
+
+def target_for(provider, model: str, rank: int = 0) -> Target:
+    """Build a ``Target`` from a ``ProviderConfig``."""
+    return Target(
+        provider_id=provider.id,
+        kind=provider.kind,
+        model=model,
+        base_url=provider.effective_base_url,
+        input_cost=provider.pricing.input_token_cost,
+        output_cost=provider.pricing.output_token_cost,
+        req_per_min=provider.limits.req_per_min,
+        tokens_per_min=provider.limits.tokens_per_min,
+        max_tokens=provider.limits.max_tokens,
+        headers=dict(provider.headers),
+        drop_params=tuple(provider.drop_params),
+        timeout=provider.timeout,
+        rank=rank,
+    )
+
+
+class Catalog:
+    """Built once from ``Settings``; lookups are dictionary hits."""
+
+    def __init__(self, settings) -> None:
+        self._providers = {p.id: p for p in settings.llm_providers}
+        self._aliases: dict[str, tuple[Target, ...]] = {}
+        for alias, specs in settings.model_aliases.items():
+            targets = []
+            for rank, spec in enumerate(specs):
+                provider_id, _, model = spec.partition(":")
+                targets.append(target_for(self._providers[provider_id], model, rank))
+            self._aliases[alias] = tuple(targets)
+        self._listed: dict[str, tuple[Target, ...]] = {}
+        for provider in settings.llm_providers:
+            for model in provider.all_models:
+                self._listed[model] = self._listed.get(model, ()) + (target_for(provider, model),)
+        self._qualified: dict[str, Target] = {}
+
+    def resolve(self, model: str, allows: Callable[[str], bool]) -> list[Target]:
+        targets = self._aliases.get(model) or self._listed.get(model)
+        if targets is None:
+            targets = self._qualified_target(model)
+        if not targets:
+            raise UnknownModel(model)
+        allowed = [t for t in targets if allows(t.provider_id)]
+        if not allowed:
+            raise ForbiddenModel(model)
+        return allowed
+
+    def _qualified_target(self, model: str) -> tuple[Target, ...]:
+        cached = self._qualified.get(model)
+        if cached is not None:
+            return (cached,)
+        provider_id, sep, upstream_model = model.partition(":")
+        provider = self._providers.get(provider_id) if sep and upstream_model else None
+        if provider is None:
+            return ()
+        target = target_for(provider, upstream_model)
+        if upstream_model in provider.all_models:  # only listed models are worth remembering
+            self._qualified[model] = target
+        return (target,)
+
+    def model_ids(self, allows: Callable[[str], bool]) -> list[tuple[str, str]]:
+        """``(id, owned_by)`` for ``/v1/models``: aliases, listed models, then ``provider:model`` ids."""
+        out: dict[str, str] = {}
+        for alias, targets in self._aliases.items():
+            if any(allows(t.provider_id) for t in targets):
+                out[alias] = "coo-llm"
+        for model, targets in self._listed.items():
+            owners = [t.provider_id for t in targets if allows(t.provider_id)]
+            if owners and model not in out:
+                out[model] = owners[0]
+        for provider in self._providers.values():
+            if allows(provider.id):
+                for model in provider.all_models:
+                    out.setdefault(f"{provider.id}:{model}", provider.id)
+        return list(out.items())
+
+    def providers(self):
+        return list(self._providers.values())

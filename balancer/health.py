@@ -1,0 +1,71 @@
+"""Outcomes of an upstream call and what they do to a key's health.
+
+The balancer is told outcomes, never exceptions: ``release(lease, Outcome.RATE_LIMITED,
+retry_after=20)``. ``cooldown_seconds`` turns an outcome into a rest period:
+
+1. ``SUCCESS`` and ``CLIENT_ERROR`` leave the key usable (a bad request is not the key's fault).
+2. ``RATE_LIMITED`` rests the key until the upstream's ``Retry-After``, or the configured default.
+3. ``AUTH`` (the upstream rejected the key) rests it for the long ``auth`` period.
+4. ``SERVER_ERROR``, ``OVERLOADED``, ``TIMEOUT`` and ``CONNECT`` back off exponentially with the
+   consecutive failure count ``n``: ``min(error_base * 2**(n-1), error_max)``, never shorter than
+   a ``Retry-After`` the upstream sent. After the rest the key is probed by live traffic again;
+   one success resets ``n``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Outcome(str, Enum):
+    SUCCESS = "success"
+    CLIENT_ERROR = "client_error"
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    AUTH = "auth"
+
+    @property
+    def retryable(self) -> bool:
+        """A retry on another key or target can help."""
+        return self not in (Outcome.SUCCESS, Outcome.CLIENT_ERROR)
+
+    @property
+    def key_failed(self) -> bool | None:
+        """True if the key (not the request) failed; None if the outcome says nothing about it."""
+        if self is Outcome.SUCCESS:
+            return False
+        if self is Outcome.CLIENT_ERROR:
+            return None
+        return True
+
+
+def outcome_for_status(status: int) -> Outcome:
+    """Classify an upstream HTTP status."""
+    if status < 400:
+        return Outcome.SUCCESS
+    if status == 429:
+        return Outcome.RATE_LIMITED
+    if status == 408:
+        return Outcome.TIMEOUT
+    if status in (401, 403):
+        return Outcome.AUTH
+    if status in (503, 529):
+        return Outcome.OVERLOADED
+    if status >= 500:
+        return Outcome.SERVER_ERROR
+    return Outcome.CLIENT_ERROR
+
+
+def cooldown_seconds(outcome: Outcome, *, failures: int, retry_after: float | None, policy) -> float:
+    """How long the key rests after ``outcome`` (0 = not at all). ``policy`` is a ``CooldownPolicy``."""
+    if outcome is Outcome.RATE_LIMITED:
+        return retry_after if retry_after is not None and retry_after > 0 else policy.rate_limited
+    if outcome is Outcome.AUTH:
+        return policy.auth
+    if outcome.key_failed:
+        backoff = min(policy.error_base * 2 ** max(0, failures - 1), policy.error_max)
+        return max(backoff, retry_after or 0.0)
+    return 0.0

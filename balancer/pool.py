@@ -1,0 +1,148 @@
+"""Key pools: leasing a provider key with room for a request, and taking the outcome back.
+
+``Balancer.acquire(targets, ...)``:
+
+1. Pair every target with every key of its provider (``Candidate``).
+2. Order the pairs with the configured strategy (``balancer.strategies.order``).
+3. Walk them in order and ask the store to reserve one request and the estimated tokens on the
+   key's windows; the first success becomes the ``Lease``. The store's reserve is atomic, so
+   the limits hold across processes sharing it.
+4. If every key refused, raise ``Exhausted`` with the shortest ``retry_after`` among them.
+
+``Balancer.release(lease, outcome, ...)`` corrects the token window to the real usage, updates
+key health, and starts a cooldown when ``balancer.health.cooldown_seconds`` asks for one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from balancer import strategies
+from balancer.catalog import Target
+from balancer.health import Outcome, cooldown_seconds
+from balancer.strategies import Candidate
+from storage.base import Refusal, Reservation, RuntimeStore, WindowLimits
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKey:
+    """One upstream API key. ``id`` is the masked name used in logs, metrics, headers and storage."""
+
+    id: str
+    provider_id: str
+    secret: str = field(repr=False)
+
+
+@dataclass(slots=True)
+class Lease:
+    target: Target
+    key: ProviderKey
+    reservation: Reservation
+    prompt_tokens: int  # the estimate reserved, split for accounting when usage is missing
+    completion_tokens: int
+    started: float
+
+
+class Exhausted(Exception):
+    """No candidate key has room now; one may in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float, reasons: dict[str, str]):
+        super().__init__(f"no capacity for {retry_after:.1f}s")
+        self.retry_after = retry_after
+        self.reasons = reasons  # key id -> "cooldown" | "requests" | "tokens" | "no keys"
+
+
+def provider_keys(provider) -> tuple[ProviderKey, ...]:
+    """Number a provider's keys ``<id>#1``, ``<id>#2``... in config order."""
+    return tuple(ProviderKey(f"{provider.id}#{n}", provider.id, secret) for n, secret in enumerate(provider.api_keys, 1))
+
+
+class Balancer:
+    def __init__(self, settings, store: RuntimeStore, *, clock: Callable[[], float] = time.time) -> None:
+        policy = settings.policy
+        self.store = store
+        self._clock = clock
+        self._algorithm = policy.algorithm
+        self._priority = policy.priority
+        weights = dict(strategies.PRIORITY_WEIGHTS[policy.priority])
+        if policy.hybrid_weights is not None:
+            weights = policy.hybrid_weights.model_dump()
+        self._weights = weights
+        self._cooldown = policy.cooldown
+        self._default_completion = policy.default_max_tokens
+        self.keys: dict[str, tuple[ProviderKey, ...]] = {p.id: provider_keys(p) for p in settings.llm_providers}
+        self._turns: dict[tuple, int] = {}
+
+    def completion_estimate(self, target: Target, requested: int | None) -> int:
+        """Completion tokens to reserve: what the client asked for, else the provider cap, else the default."""
+        estimate = requested or target.max_tokens or self._default_completion
+        return min(estimate, target.max_tokens) if target.max_tokens else estimate
+
+    async def acquire(
+        self,
+        targets: Sequence[Target],
+        *,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        tried: frozenset[str] | set[str] = frozenset(),
+    ) -> Lease:
+        candidates = [Candidate(t, k) for t in targets for k in self.keys.get(t.provider_id, ())]
+        if not candidates:
+            raise Exhausted(0.0, {t.provider_id: "no keys" for t in targets})
+        now = self._clock()
+        turn_key = tuple(c.key.id for c in candidates)
+        turn = self._turns.get(turn_key, 0)
+        self._turns[turn_key] = turn + 1
+        states = {}
+        if self._algorithm != "round_robin":
+            states = await self.store.key_states(list(dict.fromkeys(turn_key)), window=60.0, now=now)
+        ordered = strategies.order(
+            candidates,
+            algorithm=self._algorithm,
+            priority=self._priority,
+            weights=self._weights,
+            states=states,
+            turn=turn,
+            tried=tried,
+            now=now,
+        )
+        refusals: dict[str, Refusal] = {}
+        for candidate in ordered:
+            target, key = candidate.target, candidate.key
+            if key.id in refusals:
+                continue  # the same key reached through another target of its provider
+            completion = self.completion_estimate(target, max_tokens)
+            limits = WindowLimits(target.req_per_min, target.tokens_per_min)
+            result = await self.store.reserve(key.id, tokens=prompt_tokens + completion, limits=limits, now=now)
+            if isinstance(result, Reservation):
+                return Lease(target, key, result, prompt_tokens, completion, now)
+            refusals[key.id] = result
+        raise Exhausted(
+            min(r.retry_after for r in refusals.values()),
+            {key_id: r.reason for key_id, r in refusals.items()},
+        )
+
+    async def release(
+        self,
+        lease: Lease,
+        outcome: Outcome,
+        *,
+        tokens: int | None = None,
+        retry_after: float | None = None,
+        latency: float | None = None,
+    ) -> float:
+        """Settle the lease. ``tokens`` is the real usage (success); failures give their tokens back.
+
+        Returns the cooldown started on the key, in seconds (0 for none).
+        """
+        now = self._clock()
+        used = tokens if tokens is not None else (lease.reservation.tokens if outcome is Outcome.SUCCESS else 0)
+        failures = await self.store.settle(
+            lease.reservation, tokens=used, failed=outcome.key_failed, latency=latency, now=now
+        )
+        rest = cooldown_seconds(outcome, failures=failures, retry_after=retry_after, policy=self._cooldown)
+        if rest > 0:
+            await self.store.cool_down(lease.key.id, now + rest)
+        return rest
