@@ -1,0 +1,47 @@
+# coo-llm: `make run` starts the gateway, `make test` runs the whole test suite.
+# Both work on a fresh Debian machine with python3: they create .venv and install what they need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= configs/config.yaml
+
+# Debian packages the tests start for real (redis-server, webdis) and the benchmark uses (nginx, wrk).
+TEST_DEBS  := redis-server webdis
+BENCH_DEBS := nginx wrk
+
+.PHONY: run test check bench profile clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; }
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/coo-llm serve --config $(CONFIG)
+
+check: $(VENV)/.installed
+	$(BIN)/coo-llm check --config $(CONFIG)
+
+test: $(VENV)/.installed-test
+	@scripts/ensure-debs.sh $(TEST_DEBS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	@scripts/ensure-debs.sh $(BENCH_DEBS) $(TEST_DEBS)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+profile: $(VENV)/.installed-test
+	@scripts/ensure-debs.sh $(BENCH_DEBS)
+	$(BIN)/pip install --quiet py-spy
+	$(BIN)/python -m bench.profile $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

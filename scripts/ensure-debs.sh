@@ -1,0 +1,28 @@
+#!/usr/bin/env sh
+# Install the Debian packages named as arguments if their commands are missing.
+# Needs root or sudo; says what it installs, and fails loudly if it cannot.
+set -eu
+missing=""
+for pkg in "$@"; do
+  case "$pkg" in
+    redis-server) cmd=redis-server ;;
+    webdis) cmd=webdis ;;
+    nginx) cmd=nginx ;;
+    wrk) cmd=wrk ;;
+    *) cmd="$pkg" ;;
+  esac
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/usr/bin/$cmd" ]; then
+    missing="$missing $pkg"
+  fi
+done
+[ -z "$missing" ] && exit 0
+echo "installing Debian packages:$missing"
+if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+  echo "need root (or sudo) to install:$missing" >&2; exit 1; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null || true
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# Debian starts these as services on install; the tests and benchmarks run their own.
+for svc in redis-server webdis nginx; do
+  case " $missing " in *" $svc "*) $SUDO service "$svc" stop >/dev/null 2>&1 || true ;; esac
+done

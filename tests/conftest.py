@@ -1,0 +1,64 @@
+"""Shared fixtures: a fake upstream on loopback, real gateway processes, and the OpenAI SDK."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fakeupstream import FakeUpstream  # noqa: E402
+from gateway import Gateway  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(upstream):
+    """The shared fake upstream, with scripts and counters cleared for this test."""
+    upstream.reset()
+    yield upstream
+    upstream.reset()
+
+
+@pytest.fixture(scope="module")
+def module_upstream(upstream):
+    return upstream
+
+
+@pytest.fixture(scope="module")
+def start_gateway(tmp_path_factory):
+    """Start gateways for a module; all are stopped when the module ends."""
+    started: list[Gateway] = []
+    workdir = tmp_path_factory.mktemp("gw")
+
+    def start(config: dict, **kwargs) -> Gateway:
+        gateway = Gateway(config, workdir, **kwargs).start()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+def openai_client(gateway: Gateway, key: str = "client-key", **kwargs):
+    import openai
+
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=kwargs.pop("timeout", 20), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present")
+    return SHARED
