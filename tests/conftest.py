@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fakeupstream import FakeUpstream  # noqa: E402
 from gateway import Gateway  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared beside the repo (read-only, present in CI); COO_SHARED_DIR points elsewhere (worktrees).
+SHARED = Path(os.environ.get("COO_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 
 
 @pytest.fixture(scope="session")
