@@ -408,12 +408,16 @@ def _cross_check(settings: Settings) -> list[str]:
     return problems
 
 
+def _num(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 _REASONS = {
     "extra_forbidden": lambda e: "unknown key",
     "missing": lambda e: "required",
-    "greater_than": lambda e: f"must be > {e['ctx']['gt']}",
-    "greater_than_equal": lambda e: f"must be >= {e['ctx']['ge']}",
-    "less_than_equal": lambda e: f"must be <= {e['ctx']['le']}",
+    "greater_than": lambda e: f"must be > {_num(e['ctx']['gt'])}",
+    "greater_than_equal": lambda e: f"must be >= {_num(e['ctx']['ge'])}",
+    "less_than_equal": lambda e: f"must be <= {_num(e['ctx']['le'])}",
     "literal_error": lambda e: f"must be one of {e['ctx']['expected']}",
     "string_pattern_mismatch": lambda e: "may use only letters, digits, '_', '-' and '.'",
 }

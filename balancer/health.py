@@ -6,15 +6,19 @@ retry_after=20)``. ``cooldown_seconds`` turns an outcome into a rest period:
 1. ``SUCCESS`` and ``CLIENT_ERROR`` leave the key usable (a bad request is not the key's fault).
 2. ``RATE_LIMITED`` rests the key until the upstream's ``Retry-After``, or the configured default.
 3. ``AUTH`` (the upstream rejected the key) rests it for the long ``auth`` period.
-4. ``SERVER_ERROR``, ``OVERLOADED``, ``TIMEOUT`` and ``CONNECT`` back off exponentially with the
-   consecutive failure count ``n``: ``min(error_base * 2**(n-1), error_max)``, never shorter than
-   a ``Retry-After`` the upstream sent. After the rest the key is probed by live traffic again;
-   one success resets ``n``.
+4. ``SERVER_ERROR``, ``OVERLOADED``, ``TIMEOUT`` and ``CONNECT`` count consecutive failures ``n``.
+   A single failure does not rest the key (the request still moves to another key); repeated
+   ones back off exponentially: ``min(error_base * 2**(n-2), error_max)`` for ``n >= 2``, and
+   never shorter than a ``Retry-After`` the upstream sent. After the rest the key is probed by
+   live traffic again; one success resets ``n``.
 """
 
 from __future__ import annotations
 
 from enum import Enum
+
+# Consecutive failures that make a key "repeatedly failing" and start its backoff.
+REPEATED = 2
 
 
 class Outcome(str, Enum):
@@ -66,6 +70,6 @@ def cooldown_seconds(outcome: Outcome, *, failures: int, retry_after: float | No
     if outcome is Outcome.AUTH:
         return policy.auth
     if outcome.key_failed:
-        backoff = min(policy.error_base * 2 ** max(0, failures - 1), policy.error_max)
+        backoff = min(policy.error_base * 2 ** (failures - REPEATED), policy.error_max) if failures >= REPEATED else 0.0
         return max(backoff, retry_after or 0.0)
     return 0.0

@@ -68,7 +68,8 @@ def hybrid_score(candidate: Candidate, state: KeyState, weights: dict[str, float
               + w.latency  * latency / max latency among the candidates
               + w.cost     * price / max price among the candidates
 
-    where price is ``input_token_cost + output_token_cost`` of the target.
+    where price is ``input_token_cost + output_token_cost`` of the target, and a key with no
+    latency measured yet counts as the mean of the measured ones (neither favoured nor shunned).
     """
     target = candidate.target
     score = 0.0
@@ -79,7 +80,7 @@ def hybrid_score(candidate: Candidate, state: KeyState, weights: dict[str, float
     score += weights["inflight"] * state.inflight / (1 + scale.inflight)
     score += weights["error"] * state.error_rate
     if scale.latency:
-        score += weights["latency"] * state.latency / scale.latency
+        score += weights["latency"] * (state.latency or scale.mean_latency) / scale.latency
     if scale.price:
         score += weights["cost"] * candidate.price / scale.price
     return score
@@ -89,6 +90,7 @@ def hybrid_score(candidate: Candidate, state: KeyState, weights: dict[str, float
 class Scale:
     inflight: int
     latency: float
+    mean_latency: float
     price: float
 
 
@@ -108,9 +110,11 @@ def order(
     by_cost = priority == "cost"
     if algorithm == "hybrid":
         all_states = [states.get(c.key.id, _IDLE) for c in candidates]
+        measured = [s.latency for s in all_states if s.latency]
         scale = Scale(
             inflight=max((s.inflight for s in all_states), default=0),
-            latency=max((s.latency for s in all_states), default=0.0),
+            latency=max(measured, default=0.0),
+            mean_latency=sum(measured) / len(measured) if measured else 0.0,
             price=max((c.price for c in candidates), default=0.0),
         )
 
