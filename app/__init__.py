@@ -56,7 +56,7 @@ def _sanic_error(error: SanicException) -> GatewayError:
     if status == 404:
         return NotFound("Unknown URL; see GET /v1/models and POST /v1/chat/completions.")
     if status == 405:
-        return GatewayError("Method not allowed for this URL.", status=405, code="method_not_allowed")
+        return InvalidRequest("Method not allowed for this URL.", status=405, code="method_not_allowed")
     if 400 <= status < 500:
         return InvalidRequest(str(error) or "Bad request.", status=status)
     return GatewayError("The gateway failed to handle this request.", status=status)
