@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= configs/config.yaml
 
 # Debian packages the tests start for real (redis-server, webdis) and the benchmark uses (nginx, wrk).
-TEST_DEBS  := redis-server webdis
+TEST_DEBS  := redis-server webdis curl
 BENCH_DEBS := nginx wrk
 
 .PHONY: run test check bench profile clean

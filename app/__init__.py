@@ -142,6 +142,4 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
             record.status = response.status
             finish(record)
 
-    if app.ctx.authenticator.open:
-        logger.warning("OPEN ACCESS: no api_keys configured, any client can use this gateway and its provider keys")
     return app

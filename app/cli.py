@@ -50,6 +50,8 @@ def describe(settings: Settings) -> None:
             logger.warning(f"provider {provider.id} ({provider.kind}) has NO API keys{extra}; requests for it fail with 503")
     if not settings.llm_providers:
         logger.warning("no llm_providers configured: every chat request will fail with 404")
+    if not settings.api_keys:
+        logger.warning("OPEN ACCESS: no api_keys configured, any client can use this gateway and its provider keys")
     if settings.server.admin_api_key is None:
         logger.info("admin API disabled (server.admin_api_key not set)")
 

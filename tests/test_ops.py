@@ -172,3 +172,14 @@ def test_open_access_without_client_keys_warns_loudly(start_gateway, upstream, f
     answer = openai_client(gateway, key="anything").chat.completions.create(model="m", messages=HELLO)
     assert answer.choices[0].message.content == "echo: hello"
     assert "anything" not in json.dumps(fake.requests[-1].headers)
+
+
+def test_serve_with_two_workers_answers_and_merges_metrics(start_gateway, upstream, fake):
+    cfg = config([provider("oa", upstream.url, ["k"], models=["m"])])
+    gateway = start_gateway(cfg, workers=2)
+    client = openai_client(gateway)
+    for _ in range(6):
+        assert client.chat.completions.create(model="m", messages=HELLO).choices[0].message.content == "echo: hello"
+    text = httpx.get(gateway.url + "/metrics").text
+    assert metric_value(text, "coo_llm_requests_total", provider="oa", status="200") == 6  # summed over both processes
+    assert "each key may receive up to 2x its limits" in gateway.logs()
