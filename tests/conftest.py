@@ -64,3 +64,14 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def openai_schemas(shared_dir: Path):
+    """Validators for OpenAI's response schemas, from ``shared/spec/openai-openapi.yaml``."""
+    from openai_schema import OpenAISchemas
+
+    spec = shared_dir / "spec" / "openai-openapi.yaml"
+    if not spec.is_file():
+        pytest.skip("shared/spec/openai-openapi.yaml is not present")
+    return OpenAISchemas(spec)
