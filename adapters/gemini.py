@@ -268,7 +268,7 @@ def openai_messages_to_gemini(messages: list) -> tuple[dict | None, list[dict]]:
             continue
         if role == "user":
             upstream_role = "user"
-            parts = [image_to_gemini_part(piece, f"{where}.content") if isinstance(piece, Image) else {"text": piece}
+            parts = [image_to_gemini_part(piece) if isinstance(piece, Image) else {"text": piece}
                      for piece in content_parts(message.get("content"), f"{where}.content")]
         elif role == "assistant":
             upstream_role = "model"
@@ -310,10 +310,10 @@ def tool_result_object(text: str) -> dict:
     return value if isinstance(value, dict) else {"result": value}
 
 
-def image_to_gemini_part(image: Image, where: str) -> dict:
+def image_to_gemini_part(image: Image) -> dict:
     if image.url is not None:
         raise AdapterError(
-            f"{where}: Gemini cannot fetch image URLs; send the image as a base64 data: URL.", param=where, code="invalid_value"
+            f"{image.where}: Gemini cannot fetch image URLs; send the image as a base64 data: URL.", param=image.where, code="invalid_value"
         )
     return {"inlineData": {"mimeType": image.mime, "data": image.data}}
 

@@ -33,6 +33,7 @@ class Image:
     mime: str | None = None
     data: str | None = None
     url: str | None = None
+    where: str = ""  # the part's place in the request, e.g. messages[0].content[1], for errors
 
 
 def content_parts(content: Any, where: str) -> Iterator[str | Image]:
@@ -74,9 +75,9 @@ def image_of(image_url: Any, where: str) -> Image:
         match = _DATA_URL.match(url)
         if not match:
             raise AdapterError(f"{where}: only base64 data URLs are supported for images.", param=where, code="invalid_value")
-        return Image(mime=match.group("mime") or "image/png", data=match.group("data"))
+        return Image(mime=match.group("mime") or "image/png", data=match.group("data"), where=where)
     if url.startswith(("http://", "https://")):
-        return Image(url=url)
+        return Image(url=url, where=where)
     raise AdapterError(f"{where}.image_url.url must be a data: or http(s):// URL.", param=where, code="invalid_value")
 
 
