@@ -170,11 +170,12 @@ def test_response_format_answer_comes_back_as_content():
     assert json.loads(got.content) == {"city": "Hanoi"} and got.tool_calls == {} and got.finish_reasons == ["stop"]
 
 
-def test_stream_with_thinking_parallel_tools_and_cache_usage(openai_schemas, warnings_logged):
+def test_stream_with_thinking_parallel_tools_and_cache_usage(schemas_if_present, warnings_logged):
     translator = ADAPTER.stream_translator(model="m", include_usage=True)
     chunks = chunks_of(replay(translator, events_of(written("anthropic/parallel_tools_cache.sse"))))
     for chunk in chunks:
-        openai_schemas.check("CreateChatCompletionStreamResponse", chunk)
+        if schemas_if_present:
+            schemas_if_present.check("CreateChatCompletionStreamResponse", chunk)
     got = assemble(chunks)
     assert got.content == "Checking both."  # the thinking block is not part of the answer
     assert got.tool_calls == {

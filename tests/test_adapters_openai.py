@@ -27,11 +27,12 @@ def test_openai_responses_pass_through_untouched():
     assert OPENAI.parse_chat(raw, model="m").body is raw
 
 
-def test_custom_stream_repairs(openai_schemas):
+def test_custom_stream_repairs(schemas_if_present):
     translator = CUSTOM.stream_translator(model="m", include_usage=True)
     chunks = chunks_of(replay(translator, events_of(written("custom/deviant_stream.sse"))))
     for chunk in chunks:
-        openai_schemas.check("CreateChatCompletionStreamResponse", chunk)
+        if schemas_if_present:
+            schemas_if_present.check("CreateChatCompletionStreamResponse", chunk)
     got = assemble(chunks)  # concatenates ids and names the way the OpenAI SDK does
     assert got.tool_calls == {
         0: {"id": "call_w1", "name": "get_weather", "arguments": '{"city": "Hanoi"}'},
@@ -48,10 +49,11 @@ def test_without_repairs_the_same_stream_would_break_clients():
     assert got_ids.count("call_w1") == 2  # what the custom repairs remove
 
 
-def test_custom_response_repairs(openai_schemas):
+def test_custom_response_repairs(schemas_if_present):
     result = CUSTOM.parse_chat(written("custom/deviant_response.json"), model="client-model")
     body = orjson.loads(result.body)
-    openai_schemas.check("CreateChatCompletionResponse", body)
+    if schemas_if_present:
+        schemas_if_present.check("CreateChatCompletionResponse", body)
     message = body["choices"][0]["message"]
     assert message["refusal"] is None and body["object"] == "chat.completion" and isinstance(body["created"], int)
     assert [json.loads(c["function"]["arguments"]) for c in message["tool_calls"]] == [{"city": "Hanoi"}, {"zone": "UTC"}]
