@@ -42,6 +42,7 @@ def providers_for(kind: str, url: str) -> list[dict]:
         provider(kind, base, [f"{kind}-1", f"{kind}-2"], type=kind, models=[f"chat-{kind}", f"emb-{kind}"], pricing=pricing),
         provider(f"{kind}-rl", base, [f"{kind}-rl-1", f"{kind}-rl-2"], type=kind, models=[f"rl-{kind}"]),
         provider(f"{kind}-5xx", base, [f"{kind}-5xx-1", f"{kind}-5xx-2"], type=kind, models=[f"err-{kind}"]),
+        provider(f"{kind}-solo", base, [f"{kind}-solo-1"], type=kind, models=[f"solo-{kind}"]),
     ]
     if kind in EMBEDDING_TYPES:
         out.append(provider(f"{kind}-emb5xx", base, [f"{kind}-emb5xx-1", f"{kind}-emb5xx-2"], type=kind, models=[f"emb5xx-{kind}"]))
@@ -221,10 +222,10 @@ def test_image_input(client, fake, kind):
 # ------------------------------------------------------------------ failures
 
 
-def rate_limit_step(kind: str) -> Step:
+def rate_limit_step(kind: str, seconds: int = 30) -> Step:
     if kind == "gemini":  # Gemini says when to come back in the body, not in a header
-        return Step(status=429, retry_delay="30s")
-    return Step(status=429, headers={"retry-after": "30"})
+        return Step(status=429, retry_delay=f"{seconds}s")
+    return Step(status=429, headers={"retry-after": str(seconds)})
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -237,6 +238,15 @@ def test_rate_limit_fails_over_and_cools_the_key(client, fake, kind):
     for _ in range(2):  # round robin would pick key 1 again, but it rests for the 30 s it was told
         client.chat.completions.create(model=f"rl-{kind}", messages=[user("y")])
     assert (fake.count(f"{kind}-rl-1"), fake.count(f"{kind}-rl-2")) == (1, 3)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_rate_limit_delay_becomes_the_cooldown_and_retry_after(client, fake, kind):
+    fake.script(f"{kind}-solo-1", rate_limit_step(kind, 42))
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model=f"solo-{kind}", messages=[user("x")])
+    assert int(caught.value.response.headers["retry-after"]) in (41, 42)  # not the 10 s default
+    assert fake.count(f"{kind}-solo-1") == 1  # the only key rests: no second call
 
 
 SERVER_ERROR = {"openai": 500, "custom": 502, "anthropic": 529, "gemini": 503}
@@ -366,3 +376,15 @@ def test_embeddings_are_accounted(gw, client, fake):
     line = access_line(gw, request_id)
     assert (line["prompt_tokens"], line["completion_tokens"], line["route"]) == (40, 0, "/v1/embeddings")
     assert line["cost_usd"] == pytest.approx(40 * PRICE_IN / 1000)
+
+
+def test_custom_server_deviations_reach_the_client_repaired(client, fake):
+    from adapter_cases import written
+
+    script_both(fake, "custom", Step(raw=written("custom/deviant_response.json")))
+    raw = client.chat.completions.with_raw_response.create(model="chat-custom", messages=[user("x")], tools=TOOLS)
+    body = json.loads(raw.content)
+    message = body["choices"][0]["message"]
+    assert message["refusal"] is None and body["choices"][0]["finish_reason"] == "tool_calls"
+    assert [json.loads(c["function"]["arguments"]) for c in message["tool_calls"]] == [{"city": "Hanoi"}, {"zone": "UTC"}]
+    assert all(c["id"] for c in message["tool_calls"])
