@@ -9,16 +9,17 @@ A table maps each OpenAI chat parameter to a ``Param`` saying what happens to it
   unless the value is one of ``accepts`` (values that mean the OpenAI default, e.g. ``n: 1``).
 - ``ignored``: accepted and not sent, because it cannot change the answer (a caching hint).
 
-``apply_params`` walks the client's request: explicit ``null`` means "the default" and is
-skipped, a provider's ``drop_params`` are skipped, a parameter missing from the table is
-rejected (never dropped silently). ``docs/provider-parameters.md`` is written from these tables.
+``apply_params`` walks the client's request (after the adapter removed the provider's
+``drop_params``): explicit ``null`` means "the default" and is skipped, and a parameter missing
+from the table is rejected, never dropped silently. ``docs/provider-parameters.md`` is written
+from these tables (a test keeps the two in step).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from adapters.base import AdapterError
 
@@ -68,12 +69,11 @@ def set_path(body: dict, path: str, value: Any) -> None:
     node[leaf] = value
 
 
-def apply_params(chat: Mapping[str, Any], table: Mapping[str, Param], *, provider: str, drop: Iterable[str] = ()) -> dict:
+def apply_params(chat: Mapping[str, Any], table: Mapping[str, Param], *, provider: str) -> dict:
     """The upstream body fields the table maps from ``chat``; raises ``AdapterError`` for the rest."""
     body: dict = {}
-    dropped = frozenset(drop)
     for name, value in chat.items():
-        if value is None or name in dropped:
+        if value is None:
             continue
         rule = table.get(name)
         if rule is None:

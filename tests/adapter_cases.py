@@ -1,12 +1,10 @@
-"""Helpers for the adapter unit tests: targets, written fixtures, captured warnings."""
+"""Helpers for the adapter unit tests: targets, written fixtures, request bodies."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import orjson
-import pytest
-from loguru import logger
 
 from balancer.catalog import Target
 
@@ -32,12 +30,3 @@ def chat(*messages: dict, **params) -> dict:
 
 def user(content) -> dict:
     return {"role": "user", "content": content}
-
-
-@pytest.fixture
-def warnings_logged():
-    """Loguru records at WARNING and above, while the test runs."""
-    records: list[dict] = []
-    handle = logger.add(lambda message: records.append(message.record), level="WARNING")
-    yield records
-    logger.remove(handle)

@@ -82,3 +82,14 @@ def openai_schemas(shared_dir: Path, schemas_if_present):
     if schemas_if_present is None:
         pytest.skip("shared/spec/openai-openapi.yaml is not present")
     return schemas_if_present
+
+
+@pytest.fixture
+def warnings_logged():
+    """Loguru records at WARNING and above, while the test runs."""
+    from loguru import logger
+
+    records: list[dict] = []
+    handle = logger.add(lambda message: records.append(message.record), level="WARNING")
+    yield records
+    logger.remove(handle)

@@ -7,7 +7,7 @@ import json
 import orjson
 import pytest
 
-from adapter_cases import chat, sent, target, user, warnings_logged, written  # noqa: F401 (fixture)
+from adapter_cases import chat, sent, target, user, written
 from adapters import AdapterError, UpstreamError
 from adapters.anthropic import AnthropicAdapter, anthropic_stop_reason_to_finish_reason
 from balancer.health import Outcome

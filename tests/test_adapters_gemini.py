@@ -9,7 +9,7 @@ import struct
 import orjson
 import pytest
 
-from adapter_cases import chat, sent, target, user, warnings_logged, written  # noqa: F401 (fixture)
+from adapter_cases import chat, sent, target, user, written
 from adapters import AdapterError, UpstreamError
 from adapters.base import SSEEvent
 from adapters.gemini import GeminiAdapter, gemini_finish_reason_to_finish_reason, json_schema_to_gemini

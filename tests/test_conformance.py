@@ -388,3 +388,33 @@ def test_custom_server_deviations_reach_the_client_repaired(client, fake):
     assert message["refusal"] is None and body["choices"][0]["finish_reason"] == "tool_calls"
     assert [json.loads(c["function"]["arguments"]) for c in message["tool_calls"]] == [{"city": "Hanoi"}, {"zone": "UTC"}]
     assert all(c["id"] for c in message["tool_calls"])
+
+
+# The frame after which the first content delta has reached the client, per wire format (frames
+# are spaced out, so the gateway has sent that delta before it reads the error).
+AFTER_FIRST_CONTENT = {"openai": 2, "custom": 2, "anthropic": 4, "gemini": 1}
+
+
+def raw_stream(gw, model: str) -> list[str]:
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", headers={"authorization": "Bearer client-key"},
+                      json={"model": model, "messages": [user("stream")], "stream": True}) as response:
+        assert response.status_code == 200
+        return [f for f in response.read().decode().split("\n\n") if f]
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_error_event_after_content_ends_the_stream_with_an_error_frame(gw, fake, kind):
+    script_both(fake, kind, Step(chunks=3, stream_error_after=AFTER_FIRST_CONTENT[kind], chunk_delay=0.05))
+    frames = raw_stream(gw, f"chat-{kind}")
+    assert any("echo" in f for f in frames[:-1])  # content reached the client first
+    last = json.loads(frames[-1][len("data: "):])
+    assert set(last) == {"error"} and last["error"]["message"]
+    assert "data: [DONE]" not in frames
+    assert fake.count(f"{kind}-1") + fake.count(f"{kind}-2") == 1  # too late to fail over
+
+
+def test_anthropic_error_event_before_any_content_fails_over(client, fake):
+    fake.script("anthropic-5xx-1", Step(stream_error_after=2))  # after message_start and ping
+    chunks, text = collect(client.chat.completions.create(model="err-anthropic", messages=[user("x")], stream=True))
+    assert text == "echo: x"
+    assert (fake.count("anthropic-5xx-1"), fake.count("anthropic-5xx-2")) == (1, 1)
