@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from adapters.anthropic import AnthropicAdapter
 from adapters.base import Adapter, AdapterError, ChatResult, SSEEvent, UpstreamError, UpstreamRequest, Usage
+from adapters.gemini import GeminiAdapter
 from adapters.openai import OpenAIAdapter
 
 _ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter("openai"),
     "custom": OpenAIAdapter("custom"),
+    "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
 }
 
 

@@ -3,13 +3,21 @@
 An adapter does no I/O and never sees more of a key than ``auth_headers`` needs. Its tests feed
 it bytes and compare results. Per provider type it provides:
 
+- ``default_headers``: fixed headers every request needs (e.g. ``anthropic-version``); a
+  provider's configured ``headers`` override them.
 - ``auth_headers(secret) -> dict``: the credential headers for one key (computed once per key).
 - ``build_chat(chat, target, *, stream) -> UpstreamRequest``: ``chat`` is the client's parsed
   OpenAI request body (the adapter must not mutate it).
 - ``parse_chat(body, *, model) -> ChatResult``: an OpenAI ``chat.completion`` and its usage.
 - ``stream_translator(*, model, include_usage) -> StreamTranslator``: per-stream state.
 - ``parse_error(status, headers, body) -> UpstreamError``: classify a non-2xx answer.
-- ``build_embeddings`` / ``parse_embeddings``: where the provider has embeddings.
+- ``build_embeddings(body, target) -> UpstreamRequest`` / ``parse_embeddings(body, *, model,
+  request) -> ChatResult`` (an OpenAI embeddings list and its usage). A provider without
+  embeddings raises ``AdapterError`` from ``build_embeddings``.
+
+Unknown upstream values (a new finish reason, a new error type) map to an explicit default with
+a warning log, never a ``KeyError``. A request the provider cannot honour raises
+``AdapterError``, which the client sees as a 400 naming the parameter.
 
 ``model`` is the name the client asked for, for adapters whose provider does not echo one.
 """
@@ -20,6 +28,8 @@ import email.utils
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol
+
+import orjson
 
 from balancer.health import Outcome
 
@@ -55,7 +65,10 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class ChatResult:
-    body: bytes  # an OpenAI chat.completion, serialized
+    """A translated non-streaming answer: a serialized OpenAI ``chat.completion`` (or, from
+    ``parse_embeddings``, an embeddings list) and the usage read from the upstream."""
+
+    body: bytes
     usage: Usage | None
 
 
@@ -92,6 +105,7 @@ class StreamTranslator(Protocol):
 
 class Adapter(Protocol):
     kind: str
+    default_headers: Mapping[str, str]
 
     def auth_headers(self, secret: str) -> dict[str, str]: ...
 
@@ -102,6 +116,10 @@ class Adapter(Protocol):
     def stream_translator(self, *, model: str, include_usage: bool) -> StreamTranslator: ...
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
+
+    def build_embeddings(self, body: dict, target) -> UpstreamRequest: ...
+
+    def parse_embeddings(self, body: bytes, *, model: str, request: dict) -> ChatResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +160,14 @@ def usage_from_openai(data: dict | None) -> Usage | None:
         completion_tokens=int(data.get("completion_tokens") or 0),
         cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
     )
+
+
+def load_json(body: bytes, what: str):
+    """Parse an upstream JSON body; anything else is the upstream's fault (a retryable failure)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(Outcome.SERVER_ERROR, 200, f"upstream sent {what} that is not JSON: {body[:200]!r}") from None
 
 
 def usage_to_openai(usage: Usage) -> dict:

@@ -4,10 +4,18 @@ The request goes upstream as the client sent it, except: ``model`` becomes the t
 streams always ask for usage (``stream_options.include_usage``; the gateway needs it for
 accounting), a provider ``limits.max_tokens`` caps ``max_tokens``/``max_completion_tokens``, and
 the provider's ``drop_params`` are removed. Every other parameter passes through untouched.
+Embeddings pass through the same way (``/embeddings``).
 
-Responses pass through byte for byte. Streams pass through frame by frame, except usage: the
-translator takes it from whichever chunk carries it and gives it to the client once, in a final
-``choices: []`` chunk, and only if the client asked for it.
+``openai``: responses pass through byte for byte. Streams pass through frame by frame, except
+usage: the translator takes it from whichever chunk carries it and gives it to the client once,
+in a final ``choices: []`` chunk, and only if the client asked for it.
+
+``custom`` servers (vLLM, Ollama, llama.cpp, Groq, OpenRouter...) often deviate a little; their
+answers are repaired where the OpenAI shape needs it (``repair_completion``, ``CustomStream``):
+a missing ``refusal``/``logprobs``/``id``/``created``/``object``, ``null`` where an object or array
+belongs, tool-call arguments sent as an object, a missing or empty ``finish_reason``, and in
+streams repeated ``id``/``type``/``name`` on every delta of one tool call or a missing ``index``.
+A frame that needs no repair is still forwarded untouched.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from adapters.base import (
     UpstreamRequest,
     Usage,
     parse_retry_after,
+    load_json,
     usage_from_openai,
 )
+from adapters.shapes import new_id, now
 from adapters.sse import DONE_FRAME, frame
 from balancer.health import Outcome, outcome_for_status
 
@@ -70,8 +80,11 @@ def openai_envelope(data: object, fallback_message: str) -> dict:
 
 
 class OpenAIAdapter:
+    default_headers: dict[str, str] = {}
+
     def __init__(self, kind: str = "openai") -> None:
         self.kind = kind
+        self._repair = kind == "custom"
 
     def auth_headers(self, secret: str) -> dict[str, str]:
         return {"authorization": f"Bearer {secret}"}
@@ -93,16 +106,27 @@ class OpenAIAdapter:
         return UpstreamRequest(api_base(target.base_url) + "/chat/completions", orjson.dumps(body))
 
     def parse_chat(self, body: bytes, *, model: str) -> ChatResult:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(Outcome.SERVER_ERROR, 200, "upstream sent a response that is not JSON") from None
+        data = load_json(body, "a response")
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamError(Outcome.SERVER_ERROR, 200, "upstream sent JSON that is not a chat completion")
+        if self._repair and repair_completion(data, model):
+            body = orjson.dumps(data)
         return ChatResult(body, usage_from_openai(data.get("usage")))
 
     def stream_translator(self, *, model: str, include_usage: bool) -> "OpenAIStream":
-        return OpenAIStream(model=model, include_usage=include_usage)
+        stream_class = CustomStream if self._repair else OpenAIStream
+        return stream_class(model=model, include_usage=include_usage)
+
+    def build_embeddings(self, body: dict, target) -> UpstreamRequest:
+        out = {name: value for name, value in body.items() if name not in target.drop_params}
+        out["model"] = target.model
+        return UpstreamRequest(api_base(target.base_url) + "/embeddings", orjson.dumps(out))
+
+    def parse_embeddings(self, body: bytes, *, model: str, request: dict) -> ChatResult:
+        data = load_json(body, "an embeddings response")
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamError(Outcome.SERVER_ERROR, 200, "upstream sent JSON that is not an embeddings list")
+        return ChatResult(body, usage_from_openai(data.get("usage")))
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         try:
@@ -123,6 +147,8 @@ class OpenAIStream:
     """Per-stream state for an OpenAI-compatible upstream (see the module docstring)."""
 
     __slots__ = ("include_usage", "model", "usage", "done", "_usage_raw", "_head")
+    # Frames containing none of these are forwarded untouched once the stream's head is known.
+    _needs_parsing: tuple[bytes, ...] = (b'"usage"', b'"error"')
 
     def __init__(self, *, model: str, include_usage: bool) -> None:
         self.include_usage = include_usage
@@ -139,7 +165,7 @@ class OpenAIStream:
             return []
         if not data.strip():
             return []
-        if self._head is not None and b'"usage"' not in data and b'"error"' not in data:
+        if self._head is not None and not any(marker in data for marker in self._needs_parsing):
             return [b"data: " + data + b"\n\n"]  # the common case: forward the frame untouched
         try:
             chunk = orjson.loads(data)
@@ -162,12 +188,17 @@ class OpenAIStream:
         if usage:
             self._usage_raw = usage
             self.usage = usage_from_openai(usage)
+        repaired = self._repair(chunk)
         if not chunk.get("choices"):
             return []  # a usage-only chunk: re-sent by finish() if the client asked
         if usage is not None:
             del chunk["usage"]
             return [frame(chunk)]
-        return [b"data: " + data + b"\n\n"]
+        return [frame(chunk)] if repaired else [b"data: " + data + b"\n\n"]
+
+    def _repair(self, chunk: dict) -> bool:
+        """Fix a parsed chunk in place; True if anything changed. OpenAI needs no repairs."""
+        return False
 
     def finish(self) -> list[bytes]:
         frames = []
@@ -176,3 +207,139 @@ class OpenAIStream:
             frames.append(frame({**head, "object": "chat.completion.chunk", "choices": [], "usage": self._usage_raw}))
         frames.append(DONE_FRAME)
         return frames
+
+
+# ------------------------------------------------------------------ custom servers' deviations
+
+
+def repair_completion(data: dict, model: str) -> bool:
+    """Give a ``custom`` server's ``chat.completion`` the fields OpenAI clients rely on; True if changed."""
+    fixes = {"id": lambda: new_id(), "object": lambda: "chat.completion", "created": now, "model": lambda: model}
+    changed = False
+    for name, make in fixes.items():
+        if data.get(name) is None:
+            data[name] = make()
+            changed = True
+    if "usage" in data and not isinstance(data["usage"], dict):
+        del data["usage"]
+        changed = True
+    for position, choice in enumerate(data["choices"]):
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            message = choice["message"] = {}
+            changed = True
+        for name, default in (("role", "assistant"), ("content", None), ("refusal", None)):
+            if name not in message or (name == "role" and message[name] is None):
+                message[name] = default
+                changed = True
+        if "tool_calls" in message:
+            changed |= _repair_tool_calls(message)
+        for name, default in (("index", position), ("logprobs", None)):
+            if name not in choice:
+                choice[name] = default
+                changed = True
+        if not choice.get("finish_reason"):
+            choice["finish_reason"] = "tool_calls" if message.get("tool_calls") else "stop"
+            changed = True
+    return changed
+
+
+def _repair_tool_calls(message: dict) -> bool:
+    calls = message["tool_calls"]
+    if not calls:  # null or []: OpenAI omits the field
+        del message["tool_calls"]
+        return True
+    changed = False
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        if not call.get("id"):
+            call["id"] = new_id("call_")
+            changed = True
+        if not call.get("type"):
+            call["type"] = "function"
+            changed = True
+        function = call.get("function")
+        if isinstance(function, dict) and not isinstance(function.get("arguments"), str):
+            arguments = function.get("arguments")
+            function["arguments"] = orjson.dumps(arguments if arguments is not None else {}).decode()
+            changed = True
+    return changed
+
+
+class CustomStream(OpenAIStream):
+    """``OpenAIStream`` plus repairs for OpenAI-compatible servers' stream deviations.
+
+    Tool-call deltas: after a call's first delta, a repeated ``id``/``type``/``function.name``
+    is removed (clients concatenate them), a missing ``index`` is recovered from the ``id`` (or
+    the call in progress), and object arguments become a JSON string. A ``null`` delta, choices
+    or tool-call list and an empty ``finish_reason`` become what OpenAI would send.
+    """
+
+    __slots__ = ("_ids", "_started", "_current")
+    _needs_parsing = (b'"usage"', b'"error"', b'"tool_calls"', b'"finish_reason":""', b'"delta":null', b'"choices":null')
+
+    def __init__(self, *, model: str, include_usage: bool) -> None:
+        super().__init__(model=model, include_usage=include_usage)
+        self._ids: dict[tuple[int, str], int] = {}  # (choice, call id) -> tool-call index
+        self._started: set[tuple[int, int]] = set()  # (choice, tool-call index) already announced
+        self._current: dict[int, int] = {}  # choice -> index of the call being streamed
+
+    def _repair(self, chunk: dict) -> bool:
+        changed = False
+        if "choices" in chunk and chunk["choices"] is None:
+            chunk["choices"] = []
+            changed = True
+        for position, choice in enumerate(chunk.get("choices") or []):
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason") == "":
+                choice["finish_reason"] = None
+                changed = True
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                choice["delta"] = {}
+                changed = True
+                continue
+            if "tool_calls" in delta:
+                if not delta["tool_calls"]:
+                    del delta["tool_calls"]
+                    changed = True
+                else:
+                    changed |= self._repair_tool_deltas(choice.get("index", position), delta["tool_calls"])
+        return changed
+
+    def _repair_tool_deltas(self, choice_index: int, calls: list) -> bool:
+        changed = False
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            call_id = call.get("id")
+            if call.get("index") is None:
+                if call_id:
+                    known = sum(1 for c, _ in self._ids if c == choice_index)
+                    call["index"] = self._ids.get((choice_index, call_id), known)
+                else:
+                    call["index"] = self._current.get(choice_index, 0)
+                changed = True
+            index = call["index"]
+            if call_id:
+                self._ids.setdefault((choice_index, call_id), index)
+            self._current[choice_index] = index
+            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            if (choice_index, index) in self._started:
+                for holder, name in ((call, "id"), (call, "type"), (function, "name")):
+                    if name in holder:
+                        del holder[name]
+                        changed = True
+            else:
+                self._started.add((choice_index, index))
+            if "arguments" in function and not isinstance(function["arguments"], str):
+                if function["arguments"] is None:
+                    del function["arguments"]
+                else:
+                    function["arguments"] = orjson.dumps(function["arguments"]).decode()
+                changed = True
+        return changed

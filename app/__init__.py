@@ -5,8 +5,8 @@
 1. ``begin_request`` (app, on request): ``request.ctx.request_id`` (the client's
    ``x-request-id`` if it is sane, else a new one) and ``request.ctx.record``, the
    ``RequestRecord`` that dispatch fills in and the access log reads.
-2. ``authenticate`` (the ``/v1`` routes, on request): ``request.ctx.principal`` from the bearer
-   key, or 401. The admin blueprint checks the admin key instead.
+2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models; on request):
+   ``request.ctx.principal`` from the bearer key, or 401. The admin blueprint checks the admin key instead.
 3. The handler (``app.routes``): parse, dispatch, render. Errors are raised, never returned.
 4. ``render_error`` (exception handler): any exception becomes an OpenAI error envelope with its
    status; unexpected ones are logged with a traceback and answered as a bare 500.
@@ -30,7 +30,7 @@ from app.accounting import RequestRecord, finish
 from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app import metrics
-from app.routes import admin, chat, health, models
+from app.routes import admin, chat, embeddings, health, models
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 _RECORDED = ("/v1/", "/admin/")
@@ -54,7 +54,7 @@ def _sanic_error(error: SanicException) -> GatewayError:
     if status == 413:
         return PayloadTooLarge(f"The request body is larger than this gateway accepts. {error}".strip())
     if status == 404:
-        return NotFound("Unknown URL; see GET /v1/models and POST /v1/chat/completions.")
+        return NotFound("Unknown URL; see GET /v1/models, POST /v1/chat/completions and POST /v1/embeddings.")
     if status == 405:
         return InvalidRequest("Method not allowed for this URL.", status=405, code="method_not_allowed")
     if 400 <= status < 500:
@@ -107,7 +107,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         request.ctx.principal = principal
         request.ctx.record.client = principal.id
 
-    for blueprint in (chat.bp, models.bp):
+    for blueprint in (chat.bp, embeddings.bp, models.bp):
         blueprint.on_request(authenticate)
         app.blueprint(blueprint)
     app.blueprint(admin.bp)

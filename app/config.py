@@ -165,6 +165,10 @@ class ProviderConfig(_Frozen):
     headers: dict[str, str] = {}
     drop_params: tuple[str, ...] = ()
     timeout: float | None = None
+    default_max_tokens: int | None = Field(default=None, gt=0)
+    """``max_tokens`` sent when the client gives none, to providers that require one (anthropic:
+    unset means ``limits.max_tokens``, else 4096). When set, the balancer also reserves this many
+    completion tokens for such requests, for every provider type; only anthropic sends it."""
 
     @field_validator("type", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """The one orchestrator: model -> targets -> leased key -> upstream call -> OpenAI answer.
 
-``Dispatcher.chat(call, record)`` returns a finished ``ChatResult``; ``Dispatcher.open_stream``
-returns a ``ChatStream`` whose first frames are already in hand. Both run the same attempt loop:
+``Dispatcher.chat(call, record)`` and ``Dispatcher.embeddings(call, record)`` return a finished
+``ChatResult``; ``Dispatcher.open_stream`` returns a ``ChatStream`` whose first frames are already
+in hand. All three run the same attempt loop (``_run``):
 
 1. ``Catalog.resolve`` gives the ordered targets the caller may use (404 / 403 otherwise).
 2. ``Balancer.acquire`` leases the best key with room, reserving the estimated tokens. No room:
@@ -53,14 +54,15 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Call:
-    """One client chat request as dispatch needs it; ``body`` is the parsed OpenAI request."""
+    """One client request as dispatch needs it; ``body`` is the parsed OpenAI request."""
 
     body: dict
     model: str
     principal: Principal
     stream: bool = False
     include_usage: bool = False
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # completion tokens to reserve (None: the target's default; 0: none)
+    prompt_tokens: int | None = None  # the prompt estimate, when the body is not a chat request
 
 
 class Dispatcher:
@@ -70,13 +72,15 @@ class Dispatcher:
         self.upstream = upstream
         self._retry = settings.policy.retry
         providers = {p.id: p for p in settings.llm_providers}
-        # Full header sets per key, built once: content type, custom headers, then credentials.
+        # Full header sets per key, built once: content type, the adapter's fixed headers (which
+        # the provider's configured headers may override), then credentials.
         self._headers: dict[str, dict[str, str]] = {}
         for provider_id, keys in self.balancer.keys.items():
             adapter = adapter_for(providers[provider_id].kind)
             for key in keys:
                 self._headers[key.id] = {
                     "content-type": "application/json",
+                    **adapter.default_headers,
                     **providers[provider_id].headers,
                     **adapter.auth_headers(key.secret),
                 }
@@ -93,16 +97,35 @@ class Dispatcher:
             raise PermissionDenied(f"Your API key may not use the providers that serve '{model}'.", param="model") from None
 
     async def chat(self, call: Call, record: RequestRecord) -> ChatResult:
+        return await self._unary(
+            call,
+            record,
+            lambda adapter, target: adapter.build_chat(call.body, target, stream=False),
+            lambda adapter, body: adapter.parse_chat(body, model=call.model),
+        )
+
+    async def embeddings(self, call: Call, record: RequestRecord) -> ChatResult:
+        return await self._unary(
+            call,
+            record,
+            lambda adapter, target: adapter.build_embeddings(call.body, target),
+            lambda adapter, body: adapter.parse_embeddings(body, model=call.model, request=call.body),
+        )
+
+    async def _unary(self, call: Call, record: RequestRecord, build, parse) -> ChatResult:
+        """One request, one JSON answer: ``build(adapter, target)`` and ``parse(adapter, body)``
+        are the adapter's translators for this kind of request."""
+
         async def attempt(lease: Lease, remaining: float) -> ChatResult:
             adapter = adapter_for(lease.target.kind)
-            request = adapter.build_chat(call.body, lease.target, stream=False)
+            request = build(adapter, lease.target)
             started = time.perf_counter()
             response = await self.upstream.send(request, self._headers[lease.key.id], timeout=remaining)
             latency = time.perf_counter() - started
             metrics.child(metrics.UPSTREAM_LATENCY, lease.target.provider_id).observe(latency)
             if response.status >= 300:
                 raise adapter.parse_error(response.status, response.headers, response.body)
-            result = adapter.parse_chat(response.body, model=call.model)
+            result = parse(adapter, response.body)
             usage = result.usage or Usage(lease.prompt_tokens, lease.completion_tokens)
             await self._settle(lease, record, usage, latency)
             return result
@@ -132,7 +155,7 @@ class Dispatcher:
 
     async def _run(self, call: Call, record: RequestRecord, attempt: Callable[[Lease, float], Awaitable[T]]) -> T:
         targets = self.targets(call.model, call.principal)
-        prompt_tokens = estimate_prompt_tokens(call.body)
+        prompt_tokens = call.prompt_tokens if call.prompt_tokens is not None else estimate_prompt_tokens(call.body)
         deadline = time.monotonic() + self._retry.timeout
         tried: set[str] = set()
         last: UpstreamError | None = None

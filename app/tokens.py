@@ -46,3 +46,16 @@ def estimate_prompt_tokens(chat: dict) -> int:
     if tools:
         chars += len(orjson.dumps(tools))
     return chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * len(messages) + TOKENS_PER_IMAGE * images + 3
+
+
+def estimate_embedding_tokens(body: dict) -> int:
+    """Tokens of an embeddings ``input``: text at four characters a token, token arrays as counted."""
+    value = body.get("input")
+    items = value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
+    total = 0
+    for item in items:
+        if isinstance(item, str):
+            total += max(1, len(item) // CHARS_PER_TOKEN)
+        elif isinstance(item, list):
+            total += len(item)
+    return total

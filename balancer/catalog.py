@@ -43,6 +43,7 @@ class Target:
     drop_params: tuple[str, ...] = ()
     timeout: float | None = None
     rank: int = 0
+    default_max_tokens: int | None = None  # sent when the client gives none (providers that need one)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_cost + completion_tokens * self.output_cost) / 1000.0
@@ -64,6 +65,7 @@ def target_for(provider, model: str, rank: int = 0) -> Target:
         drop_params=tuple(provider.drop_params),
         timeout=provider.timeout,
         rank=rank,
+        default_max_tokens=provider.default_max_tokens,
     )
 
 

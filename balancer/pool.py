@@ -76,8 +76,9 @@ class Balancer:
         self._turns: dict[tuple, int] = {}
 
     def completion_estimate(self, target: Target, requested: int | None) -> int:
-        """Completion tokens to reserve: what the client asked for, else the provider cap, else the default."""
-        estimate = requested or target.max_tokens or self._default_completion
+        """Completion tokens to reserve: what the client asked for (0 for embeddings), else the
+        provider's default ``max_tokens``, else its cap, else the policy default."""
+        estimate = requested if requested is not None else (target.default_max_tokens or target.max_tokens or self._default_completion)
         return min(estimate, target.max_tokens) if target.max_tokens else estimate
 
     async def acquire(

@@ -64,3 +64,32 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def schemas_if_present():
+    """OpenAI's schemas when ``shared/spec`` is present, else None: tests that are about more than
+    the schema still run without it and validate only when they can."""
+    from openai_schema import OpenAISchemas
+
+    spec = SHARED / "spec" / "openai-openapi.yaml"
+    return OpenAISchemas(spec) if spec.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def openai_schemas(shared_dir: Path, schemas_if_present):
+    """Validators for OpenAI's response schemas, from ``shared/spec/openai-openapi.yaml`` (or skip)."""
+    if schemas_if_present is None:
+        pytest.skip("shared/spec/openai-openapi.yaml is not present")
+    return schemas_if_present
+
+
+@pytest.fixture
+def warnings_logged():
+    """Loguru records at WARNING and above, while the test runs."""
+    from loguru import logger
+
+    records: list[dict] = []
+    handle = logger.add(lambda message: records.append(message.record), level="WARNING")
+    yield records
+    logger.remove(handle)

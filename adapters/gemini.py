@@ -1,0 +1,639 @@
+"""Google Gemini (``type: gemini``) behind the OpenAI API: ``generateContent``,
+``streamGenerateContent?alt=sse`` and ``batchEmbedContents``.
+
+Request (``build_chat``):
+
+- ``system`` / ``developer`` messages become ``systemInstruction``; ``assistant`` becomes role
+  ``model``, its ``tool_calls`` ``functionCall`` parts; ``tool`` results become
+  ``functionResponse`` parts in a user turn, named after the call they answer (found by
+  ``tool_call_id`` in the earlier assistant turn). Same-role turns are merged.
+- Images must be data URLs (``inlineData``); Gemini cannot fetch remote URLs, so those are a 400.
+- Parameters follow ``GEMINI_PARAMS`` (mostly ``generationConfig`` fields). ``response_format``
+  becomes ``responseMimeType`` plus ``responseSchema`` (``json_schema_to_gemini`` rewrites the
+  JSON Schema into Gemini's OpenAPI subset, or gives a 400 naming what it cannot express).
+- The key travels in the ``x-goog-api-key`` header, never in the URL, where logs would see it.
+
+Response: each candidate becomes a choice; text parts join into ``content`` (thought parts are
+left out), ``functionCall`` parts become ``tool_calls`` with generated ids. ``finishReason`` maps
+by ``gemini_finish_reason_to_finish_reason`` (``STOP`` with calls -> ``tool_calls``). A prompt
+blocked by ``promptFeedback.blockReason`` (no candidates) becomes a 200 answer with
+``finish_reason: content_filter``, ``content: null`` and a ``refusal`` naming the block reason.
+Usage: prompt = ``promptTokenCount`` (+ tool-use prompt), completion = candidates + thoughts,
+cached = ``cachedContentTokenCount``. Streams repeat usage on every chunk: the last one counts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Mapping
+from urllib.parse import quote, urlsplit
+
+import orjson
+from loguru import logger
+
+from adapters.base import (
+    AdapterError,
+    ChatResult,
+    SSEEvent,
+    UpstreamError,
+    UpstreamRequest,
+    Usage,
+    load_json,
+    parse_retry_after,
+)
+from adapters.params import OPENAI_ONLY, Handling, Param, apply_params, as_list, by_code, ignore, reject, set_path
+from adapters.shapes import (
+    ChunkHead,
+    Image,
+    choice,
+    completion,
+    content_parts,
+    embeddings_list,
+    function_tools,
+    named_tool_choice,
+    new_id,
+    now,
+    requested_max_tokens,
+    text_of,
+    tool_call,
+    tool_call_arguments,
+    usage_object,
+)
+from adapters.sse import DONE_FRAME
+from balancer.health import Outcome, outcome_for_status
+
+# Gemini 3 wants the thought signature of a function call it made back with that call; OpenAI
+# clients cannot carry it, and Google documents this value for calls whose signature is unknown.
+UNKNOWN_THOUGHT_SIGNATURE = "skip_thought_signature_validator"
+
+REASONING_BUDGETS = {"none": 0, "minimal": 128, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+
+
+def reasoning_effort_to_thinking_budget(effort: Any) -> int:
+    if effort not in REASONING_BUDGETS:
+        raise AdapterError(f"'reasoning_effort' must be one of {', '.join(REASONING_BUDGETS)}.", param="reasoning_effort", code="invalid_value")
+    return REASONING_BUDGETS[effort]
+
+
+GEMINI_PARAMS: dict[str, Param] = {
+    **OPENAI_ONLY,
+    "messages": by_code("system -> systemInstruction; assistant -> model; tool calls -> functionCall; tool results -> functionResponse"),
+    "max_tokens": by_code("generationConfig.maxOutputTokens"),
+    "max_completion_tokens": by_code("generationConfig.maxOutputTokens"),
+    "temperature": Param("generationConfig.temperature"),
+    "top_p": Param("generationConfig.topP"),
+    "top_k": Param("generationConfig.topK", note="not an OpenAI parameter; passed to providers that have it"),
+    "stop": Param("generationConfig.stopSequences", as_list),
+    "seed": Param("generationConfig.seed"),
+    "n": Param("generationConfig.candidateCount"),
+    "presence_penalty": Param("generationConfig.presencePenalty"),
+    "frequency_penalty": Param("generationConfig.frequencyPenalty"),
+    "reasoning_effort": Param(
+        "generationConfig.thinkingConfig.thinkingBudget",
+        reasoning_effort_to_thinking_budget,
+        Handling.EMULATED,
+        "a thinking budget: none 0, minimal 128, low 1024, medium 8192, high 24576, xhigh 32768 tokens",
+    ),
+    "response_format": by_code("generationConfig.responseMimeType + responseSchema"),
+    "tools": by_code("tools[].functionDeclarations"),
+    "tool_choice": by_code("toolConfig.functionCallingConfig: AUTO, ANY, NONE, allowedFunctionNames"),
+    "parallel_tool_calls": reject("it has no switch for parallel function calls", True),
+    "user": ignore("Gemini has no end-user id; it cannot change the answer"),
+    "safety_identifier": ignore("Gemini has no end-user id; it cannot change the answer"),
+}
+
+GEMINI_EMBEDDING_PARAMS: dict[str, Param] = {
+    "model": by_code("the target's model"),
+    "input": by_code("one request per input text"),
+    "encoding_format": by_code("base64 is encoded by the gateway", Handling.EMULATED),
+    "dimensions": Param("outputDimensionality"),
+    "user": ignore("Gemini has no end-user id"),
+}
+
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "LANGUAGE": "stop",
+    "OTHER": "stop",
+    "MALFORMED_FUNCTION_CALL": "stop",
+    "FINISH_REASON_UNSPECIFIED": "stop",
+}
+
+# google.rpc status -> (outcome, OpenAI error type)
+GOOGLE_STATUSES: dict[str, tuple[Outcome, str]] = {
+    "INVALID_ARGUMENT": (Outcome.CLIENT_ERROR, "invalid_request_error"),
+    "FAILED_PRECONDITION": (Outcome.CLIENT_ERROR, "invalid_request_error"),
+    "OUT_OF_RANGE": (Outcome.CLIENT_ERROR, "invalid_request_error"),
+    "NOT_FOUND": (Outcome.CLIENT_ERROR, "invalid_request_error"),
+    "UNAUTHENTICATED": (Outcome.AUTH, "authentication_error"),
+    "PERMISSION_DENIED": (Outcome.AUTH, "permission_error"),
+    "RESOURCE_EXHAUSTED": (Outcome.RATE_LIMITED, "rate_limit_error"),
+    "UNAVAILABLE": (Outcome.OVERLOADED, "server_error"),
+    "INTERNAL": (Outcome.SERVER_ERROR, "server_error"),
+    "UNKNOWN": (Outcome.SERVER_ERROR, "server_error"),
+    "ABORTED": (Outcome.SERVER_ERROR, "server_error"),
+    "DEADLINE_EXCEEDED": (Outcome.TIMEOUT, "server_error"),
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+# ------------------------------------------------------------------ converters
+
+
+def gemini_finish_reason_to_finish_reason(reason: str | None, *, has_tool_calls: bool = False) -> str:
+    if has_tool_calls and reason in (None, "STOP"):
+        return "tool_calls"
+    if reason is None:
+        return "stop"
+    found = FINISH_REASONS.get(reason)
+    if found is None:
+        logger.warning("unknown Gemini finishReason; answering finish_reason=stop", finish_reason=reason)
+        return "stop"
+    return found
+
+
+def gemini_usage_to_usage(meta: Any) -> tuple[Usage | None, int]:
+    """``(usage, reasoning tokens)`` from ``usageMetadata``; thoughts are billed as output."""
+    if not isinstance(meta, dict):
+        return None, 0
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
+    completion_tokens = int(meta.get("candidatesTokenCount") or 0) + thoughts
+    return Usage(prompt, completion_tokens, int(meta.get("cachedContentTokenCount") or 0)), thoughts
+
+
+def google_duration_to_seconds(value: Any) -> float | None:
+    """``"34.4s"`` (protobuf Duration in JSON) -> 34.4."""
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    return float(match.group(1)) if match else None
+
+
+# JSON Schema keywords Gemini's Schema (an OpenAPI 3.0 subset) keeps as they are.
+_SCHEMA_KEEP = frozenset(
+    {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "minProperties", "maxProperties",
+     "minLength", "maxLength", "pattern", "example", "default", "minimum", "maximum", "propertyOrdering", "required"}
+)
+# Keywords with no Gemini equivalent that only tighten or annotate: dropped.
+_SCHEMA_DROP = frozenset(
+    {"$schema", "$id", "$comment", "additionalProperties", "unevaluatedProperties", "examples", "strict", "deprecated",
+     "readOnly", "writeOnly", "contentMediaType", "contentEncoding", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "$defs", "definitions"}
+)
+_GEMINI_FORMATS = frozenset({"enum", "date-time", "int32", "int64", "float", "double"})
+
+
+def json_schema_to_gemini(schema: Any, where: str, *, root: Any = None, seen: tuple[str, ...] = ()) -> dict:
+    """Rewrite a JSON Schema into Gemini's ``Schema``; ``AdapterError`` naming ``where`` when it
+    uses something Gemini cannot express (recursive ``$ref``, ``not``, conditionals...)."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict):
+        raise AdapterError(f"{where}: a schema must be an object.", param=where, code="invalid_value")
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        if ref in seen:
+            raise AdapterError(f"{where}: recursive schemas ({ref}) cannot be expressed for Gemini.", param=where)
+        resolved = _resolve_ref(root, ref, where)
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        return json_schema_to_gemini({**resolved, **rest}, where, root=root, seen=seen + (ref,))
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SCHEMA_DROP:
+            continue
+        if key == "type" and isinstance(value, list):
+            kinds = [k for k in value if k != "null"]
+            if len(kinds) != 1:
+                raise AdapterError(f"{where}: a value of several types cannot be expressed for Gemini.", param=where)
+            out["type"] = kinds[0]
+            if "null" in value:
+                out["nullable"] = True
+        elif key == "format":
+            if value in _GEMINI_FORMATS:
+                out["format"] = value
+        elif key == "const":
+            out["enum"] = [value]
+        elif key == "properties":
+            out["properties"] = {name: json_schema_to_gemini(sub, f"{where}.properties.{name}", root=root, seen=seen) for name, sub in value.items()}
+        elif key == "items":
+            out["items"] = json_schema_to_gemini(value, f"{where}.items", root=root, seen=seen)
+        elif key in ("anyOf", "oneOf"):
+            options = [json_schema_to_gemini(sub, f"{where}.{key}[{i}]", root=root, seen=seen) for i, sub in enumerate(value)]
+            non_null = [o for o in options if o.get("type") != "null"]
+            if len(non_null) < len(options):
+                out["nullable"] = True
+            if len(non_null) == 1:
+                out.update(non_null[0])
+            else:
+                out["anyOf"] = non_null
+        elif key == "allOf" and isinstance(value, list) and len(value) == 1:
+            out.update(json_schema_to_gemini(value[0], f"{where}.allOf[0]", root=root, seen=seen))
+        elif key in _SCHEMA_KEEP:
+            out[key] = value
+        else:
+            raise AdapterError(f"{where}: the JSON Schema keyword {key!r} cannot be expressed for Gemini.", param=where)
+    return out
+
+
+def _resolve_ref(root: dict, ref: Any, where: str) -> dict:
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        raise AdapterError(f"{where}: only local $refs (#/...) can be expressed for Gemini.", param=where)
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        raise AdapterError(f"{where}: $ref {ref} points nowhere.", param=where, code="invalid_value")
+    return node
+
+
+def openai_messages_to_gemini(messages: list) -> tuple[dict | None, list[dict]]:
+    """``(systemInstruction, contents)`` for ``generateContent`` (see the module docstring)."""
+    system: list[str] = []
+    contents: list[dict] = []
+    call_names: dict[str, str] = {}
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = text_of(message.get("content"), f"{where}.content")
+            if text:
+                system.append(text)
+            continue
+        if role == "user":
+            upstream_role = "user"
+            parts = [image_to_gemini_part(piece) if isinstance(piece, Image) else {"text": piece}
+                     for piece in content_parts(message.get("content"), f"{where}.content")]
+        elif role == "assistant":
+            upstream_role = "model"
+            text = text_of(message.get("content"), f"{where}.content")
+            parts = [{"text": text}] if text else []
+            for position, call in enumerate(message.get("tool_calls") or []):
+                call_id, name, arguments = tool_call_arguments(call, f"{where}.tool_calls[{position}]")
+                call_names[call_id] = name
+                parts.append({"functionCall": {"name": name, "args": arguments}, "thoughtSignature": UNKNOWN_THOUGHT_SIGNATURE})
+        elif role == "tool":
+            upstream_role = "user"
+            call_id = message.get("tool_call_id")
+            name = call_names.get(call_id) if isinstance(call_id, str) else None
+            if name is None:
+                raise AdapterError(
+                    f"{where}.tool_call_id does not match a tool call of an earlier assistant message "
+                    "(Gemini needs the function's name).",
+                    param=f"{where}.tool_call_id",
+                )
+            parts = [{"functionResponse": {"name": name, "response": tool_result_object(text_of(message.get("content"), f"{where}.content"))}}]
+        else:
+            raise AdapterError(f"{where}: role {role!r} cannot be sent to Gemini.", param=f"{where}.role")
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == upstream_role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": upstream_role, "parts": parts})
+    instruction = {"parts": [{"text": "\n\n".join(system)}]} if system else None
+    return instruction, contents
+
+
+def tool_result_object(text: str) -> dict:
+    """A ``functionResponse.response`` must be an object: a JSON object result is kept as it is."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return {"result": text}
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def image_to_gemini_part(image: Image) -> dict:
+    if image.url is not None:
+        raise AdapterError(
+            f"{image.where}: Gemini cannot fetch image URLs; send the image as a base64 data: URL.", param=image.where, code="invalid_value"
+        )
+    return {"inlineData": {"mimeType": image.mime, "data": image.data}}
+
+
+def openai_tools_to_gemini(tools: Any) -> list[dict]:
+    declarations = []
+    for index, function in enumerate(function_tools(tools)):
+        declaration = {"name": function["name"]}
+        if function.get("description"):
+            declaration["description"] = function["description"]
+        parameters = function.get("parameters")
+        if parameters and (parameters.get("properties") or parameters.get("type") not in (None, "object")):
+            declaration["parameters"] = json_schema_to_gemini(parameters, f"tools[{index}].function.parameters")
+        declarations.append(declaration)
+    return [{"functionDeclarations": declarations}]
+
+
+def openai_tool_choice_to_gemini(choice: Any) -> dict | None:
+    if choice is None:
+        return None
+    modes = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+    if isinstance(choice, str):
+        if choice not in modes:
+            raise AdapterError("'tool_choice' must be none, auto, required or a named function.", param="tool_choice", code="invalid_value")
+        return {"functionCallingConfig": {"mode": modes[choice]}}
+    return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [named_tool_choice(choice)]}}
+
+
+def openai_response_format_to_gemini(response_format: Any) -> dict:
+    """The ``generationConfig`` fields for ``response_format``."""
+    if not isinstance(response_format, dict):
+        raise AdapterError("'response_format' must be an object.", param="response_format", code="invalid_type")
+    kind = response_format.get("type")
+    if kind == "text":
+        return {}
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict):
+            raise AdapterError("'response_format.json_schema' must be an object.", param="response_format.json_schema", code="invalid_type")
+        out = {"responseMimeType": "application/json"}
+        if spec.get("schema"):
+            out["responseSchema"] = json_schema_to_gemini(spec["schema"], "response_format.json_schema.schema")
+        return out
+    raise AdapterError("'response_format.type' must be text, json_object or json_schema.", param="response_format.type", code="invalid_value")
+
+
+@lru_cache(maxsize=64)
+def gemini_base(base_url: str) -> str:
+    """``base_url`` with its API version; a bare host gets ``/v1beta``."""
+    base = base_url.rstrip("/")
+    return base + "/v1beta" if urlsplit(base).path in ("", "/") else base
+
+
+def model_url(base_url: str, model: str, method: str) -> str:
+    name = model if model.startswith(("models/", "tunedModels/")) else "models/" + model
+    return f"{gemini_base(base_url)}/{quote(name, safe='/-._')}:{method}"
+
+
+def google_error(data: Any, status: int | None, headers: Mapping[str, str] | None = None, text: str = "") -> UpstreamError:
+    """An ``UpstreamError`` from Google's ``{"error": {"code", "message", "status", "details"}}``."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(data, list) and data and isinstance(data[0], dict):  # some endpoints wrap it in a list
+        error = data[0].get("error")
+    error = error if isinstance(error, dict) else {}
+    state = error.get("status")
+    status = status or (error.get("code") if isinstance(error.get("code"), int) else None)
+    message = str(error.get("message") or text or f"upstream answered HTTP {status}")
+    details = [d for d in error.get("details") or [] if isinstance(d, dict)]
+    known = GOOGLE_STATUSES.get(state) if isinstance(state, str) else None
+    if known is None:
+        if state is not None:
+            logger.warning("unknown Google error status; classifying by HTTP status", google_status=state, status=status)
+        outcome, openai_type = (outcome_for_status(status) if status else Outcome.SERVER_ERROR), "upstream_error"
+    else:
+        outcome, openai_type = known
+    if any(d.get("reason") == "API_KEY_INVALID" for d in details):
+        outcome, openai_type = Outcome.AUTH, "authentication_error"  # Google says 400 for a bad key
+    retry_after = parse_retry_after(headers) if headers is not None else None
+    if retry_after is None:
+        delays = [google_duration_to_seconds(d.get("retryDelay")) for d in details if "retryDelay" in d]
+        retry_after = next((d for d in delays if d is not None), None)
+    code = state.lower() if isinstance(state, str) else None
+    envelope = {"error": {"message": message, "type": openai_type, "param": None, "code": code}}
+    return UpstreamError(outcome, status, message, retry_after, envelope)
+
+
+# ------------------------------------------------------------------ candidates -> choices
+
+
+@dataclass(slots=True)
+class CandidateParts:
+    text: list[str] = field(default_factory=list)
+    calls: list[dict] = field(default_factory=list)  # OpenAI tool_calls entries
+
+
+def candidate_parts(candidate: dict) -> CandidateParts:
+    """Answer text (thoughts left out) and function calls of one candidate."""
+    out = CandidateParts()
+    content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
+    for part in content.get("parts") or []:
+        if not isinstance(part, dict) or part.get("thought") is True:
+            continue
+        if isinstance(part.get("functionCall"), dict):
+            call = part["functionCall"]
+            out.calls.append(tool_call(call.get("id") or new_id("call_"), call.get("name") or "", call.get("args") or {}))
+        elif isinstance(part.get("text"), str):
+            if part["text"]:
+                out.text.append(part["text"])
+        elif not part.keys() <= {"thoughtSignature"}:
+            logger.warning("skipping a Gemini part the OpenAI shape cannot carry", part_keys=sorted(part))
+    return out
+
+
+def blocked_prompt_refusal(data: dict) -> str | None:
+    """The refusal text for a prompt Gemini blocked (``promptFeedback.blockReason``), else None."""
+    feedback = data.get("promptFeedback") if isinstance(data.get("promptFeedback"), dict) else {}
+    reason = feedback.get("blockReason")
+    if not reason:
+        return None
+    return f"The provider blocked the prompt (promptFeedback.blockReason: {reason})."
+
+
+# ------------------------------------------------------------------ the adapter
+
+
+class GeminiAdapter:
+    kind = "gemini"
+    default_headers: dict[str, str] = {}
+
+    def auth_headers(self, secret: str) -> dict[str, str]:
+        return {"x-goog-api-key": secret}
+
+    def build_chat(self, chat: dict, target, *, stream: bool) -> UpstreamRequest:
+        if target.drop_params:
+            chat = {name: value for name, value in chat.items() if name not in target.drop_params}
+        body = apply_params(chat, GEMINI_PARAMS, provider="gemini")
+        instruction, contents = openai_messages_to_gemini(chat.get("messages") or [])
+        if not contents:
+            raise AdapterError("Gemini needs at least one user or assistant message besides system messages.", param="messages")
+        body["contents"] = contents
+        if instruction:
+            body["systemInstruction"] = instruction
+        max_tokens = requested_max_tokens(chat, target)
+        if max_tokens:
+            set_path(body, "generationConfig.maxOutputTokens", max_tokens)
+        if chat.get("response_format") is not None:
+            for name, value in openai_response_format_to_gemini(chat["response_format"]).items():
+                set_path(body, f"generationConfig.{name}", value)
+        if chat.get("tools"):
+            body["tools"] = openai_tools_to_gemini(chat["tools"])
+            config = openai_tool_choice_to_gemini(chat.get("tool_choice"))
+            if config:
+                body["toolConfig"] = config
+        elif chat.get("tool_choice") not in (None, "auto", "none"):
+            raise AdapterError("'tool_choice' needs 'tools'.", param="tool_choice")
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return UpstreamRequest(model_url(target.base_url, target.model, method), orjson.dumps(body))
+
+    def parse_chat(self, body: bytes, *, model: str) -> ChatResult:
+        data = load_json(body, "a response")
+        if not isinstance(data, dict):
+            raise UpstreamError(Outcome.SERVER_ERROR, 200, "upstream sent JSON that is not a Gemini response")
+        candidates = [c for c in data.get("candidates") or [] if isinstance(c, dict)]
+        if candidates:
+            choices = []
+            for position, candidate in enumerate(candidates):
+                parts = candidate_parts(candidate)
+                finish = gemini_finish_reason_to_finish_reason(candidate.get("finishReason"), has_tool_calls=bool(parts.calls))
+                content = "".join(parts.text) if parts.text else None
+                choices.append(choice(candidate.get("index", position), content, parts.calls, finish))
+        else:
+            refusal = blocked_prompt_refusal(data)
+            if refusal is None:
+                raise UpstreamError(Outcome.SERVER_ERROR, 200, "Gemini answered with no candidates and no block reason")
+            choices = [choice(0, None, [], "content_filter", refusal)]
+        usage, reasoning = gemini_usage_to_usage(data.get("usageMetadata"))
+        answer = completion(
+            data.get("responseId") or new_id(),
+            data.get("modelVersion") or model,
+            choices,
+            usage_object(usage, reasoning) if usage else None,
+        )
+        return ChatResult(orjson.dumps(answer), usage)
+
+    def stream_translator(self, *, model: str, include_usage: bool) -> "GeminiStream":
+        return GeminiStream(model=model, include_usage=include_usage)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            data = None
+        text = body[:300].decode("utf-8", "replace").strip() if data is None else ""
+        return google_error(data, status, headers, text)
+
+    def build_embeddings(self, body: dict, target) -> UpstreamRequest:
+        if target.drop_params:
+            body = {name: value for name, value in body.items() if name not in target.drop_params}
+        extra = apply_params(body, GEMINI_EMBEDDING_PARAMS, provider="gemini")
+        name = target.model if target.model.startswith("models/") else "models/" + target.model
+        requests = [{"model": name, "content": {"parts": [{"text": text}]}, **extra} for text in embedding_texts(body.get("input"))]
+        return UpstreamRequest(model_url(target.base_url, target.model, "batchEmbedContents"), orjson.dumps({"requests": requests}))
+
+    def parse_embeddings(self, body: bytes, *, model: str, request: dict) -> ChatResult:
+        data = load_json(body, "an embeddings response")
+        embeddings = data.get("embeddings") if isinstance(data, dict) else None
+        if not isinstance(embeddings, list):
+            raise UpstreamError(Outcome.SERVER_ERROR, 200, "upstream sent JSON that is not a batchEmbedContents response")
+        vectors = [e.get("values") or [] for e in embeddings if isinstance(e, dict)]
+        meta = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}
+        tokens = meta.get("promptTokenCount")
+        if tokens is None:  # batchEmbedContents reports no usage: estimate as for window reservations
+            tokens = sum(max(1, len(text) // 4) for text in embedding_texts(request.get("input")))
+        answer = embeddings_list(model, vectors, int(tokens), request.get("encoding_format"))
+        return ChatResult(orjson.dumps(answer), Usage(int(tokens), 0))
+
+
+def embedding_texts(value: Any) -> list[str]:
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+        raise AdapterError("Gemini embeds text: 'input' must be a non-empty string or array of non-empty strings (not tokens).", param="input")
+    return texts
+
+
+# ------------------------------------------------------------------ streams
+
+
+@dataclass(slots=True)
+class CandidateState:
+    role_sent: bool = False
+    tool_calls: int = 0
+    finished: bool = False
+
+
+@dataclass(slots=True)
+class GeminiStreamState:
+    head: ChunkHead
+    candidates: dict[int, CandidateState] = field(default_factory=dict)
+    blocked: bool = False
+    reasoning_tokens: int = 0
+
+
+class GeminiStream:
+    """Gemini ``alt=sse`` chunks -> OpenAI ``chat.completion.chunk`` frames (see ``StreamTranslator``).
+
+    Each chunk is a whole ``GenerateContentResponse``: new text, whole function calls (sent as one
+    tool-call delta with complete arguments), and on the last one ``finishReason``. Usage repeats,
+    cumulative, on every chunk; the last seen is the usage. The stream has no end event: it ends
+    with the HTTP body, and one that ends before any ``finishReason`` is a broken stream.
+    """
+
+    def __init__(self, *, model: str, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.state = GeminiStreamState(ChunkHead(new_id(), model, now()))
+        self.usage: Usage | None = None
+        self.done = False
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        if not event.data.strip():
+            return []
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(Outcome.SERVER_ERROR, 200, f"malformed stream event: {event.data[:200]!r}") from None
+        if not isinstance(data, dict):
+            raise UpstreamError(Outcome.SERVER_ERROR, 200, f"malformed stream event: {event.data[:200]!r}")
+        if "error" in data and "candidates" not in data:
+            raise google_error(data, None)
+        state = self.state
+        if not state.candidates and not state.blocked:
+            state.head.id = data.get("responseId") or state.head.id
+            state.head.model = data.get("modelVersion") or state.head.model
+        if data.get("usageMetadata"):
+            self.usage, state.reasoning_tokens = gemini_usage_to_usage(data["usageMetadata"])
+        frames: list[bytes] = []
+        candidates = [c for c in data.get("candidates") or [] if isinstance(c, dict)]
+        for position, candidate in enumerate(candidates):
+            frames.extend(self._candidate(candidate.get("index", position), candidate))
+        if not candidates and not state.blocked:
+            refusal = blocked_prompt_refusal(data)
+            if refusal is not None:
+                state.blocked = True
+                frames.append(state.head.chunk(0, {"role": "assistant", "content": None, "refusal": refusal}))
+                frames.append(state.head.chunk(0, {}, "content_filter"))
+        return frames
+
+    def _candidate(self, index: int, candidate: dict) -> list[bytes]:
+        state = self.state.candidates.setdefault(index, CandidateState())
+        if state.finished:
+            return []
+        parts = candidate_parts(candidate)
+        delta: dict[str, Any] = {}
+        if parts.text:
+            delta["content"] = "".join(parts.text)
+        if parts.calls:
+            delta["tool_calls"] = [{"index": state.tool_calls + n, **call} for n, call in enumerate(parts.calls)]
+            state.tool_calls += len(parts.calls)
+        frames = []
+        if delta:
+            if not state.role_sent:
+                state.role_sent = True
+                delta = {"role": "assistant", **delta}
+            frames.append(self.state.head.chunk(index, delta))
+        reason = candidate.get("finishReason")
+        if reason:
+            state.finished = True
+            delta = {} if state.role_sent else {"role": "assistant", "content": ""}
+            state.role_sent = True
+            frames.append(self.state.head.chunk(index, delta, gemini_finish_reason_to_finish_reason(reason, has_tool_calls=state.tool_calls > 0)))
+        return frames
+
+    def finish(self) -> list[bytes]:
+        state = self.state
+        if not state.blocked and not any(c.finished for c in state.candidates.values()):
+            raise UpstreamError(Outcome.SERVER_ERROR, None, "the Gemini stream ended before a finishReason")
+        self.done = True
+        frames = []
+        if self.include_usage and self.usage is not None:
+            frames.append(state.head.usage_chunk(usage_object(self.usage, state.reasoning_tokens)))
+        frames.append(DONE_FRAME)
+        return frames
