@@ -60,7 +60,7 @@ from adapters.sse import DONE_FRAME
 from balancer.health import Outcome, outcome_for_status
 
 ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096
+DEFAULT_MAX_TOKENS = 4096  # for targets not built from config; app.config.REQUIRED_MAX_TOKENS gives the same
 RESPONSE_TOOL = "respond_with_json"
 
 ANTHROPIC_PARAMS: dict[str, Param] = {

@@ -39,6 +39,9 @@ DEFAULT_BASE_URLS = {
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com/v1beta",
 }
+# Provider types whose API requires max_tokens, and what is sent when neither the request, the
+# provider's default_max_tokens nor its limits.max_tokens says.
+REQUIRED_MAX_TOKENS = {"anthropic": 4096}
 PROVIDER_KEY_ENV = {
     "openai": "OPENAI_API_KEY",
     "anthropic": "ANTHROPIC_API_KEY",
@@ -220,6 +223,13 @@ class ProviderConfig(_Frozen):
     @property
     def effective_base_url(self) -> str:
         return self.base_url or DEFAULT_BASE_URLS[self.kind]
+
+    @property
+    def effective_default_max_tokens(self) -> int | None:
+        """What a request without ``max_tokens`` is sent with (and reserves) on this provider."""
+        if self.default_max_tokens or self.kind not in REQUIRED_MAX_TOKENS:
+            return self.default_max_tokens
+        return self.limits.max_tokens or REQUIRED_MAX_TOKENS[self.kind]
 
 
 class ClientKey(_Frozen):

@@ -65,7 +65,7 @@ def target_for(provider, model: str, rank: int = 0) -> Target:
         drop_params=tuple(provider.drop_params),
         timeout=provider.timeout,
         rank=rank,
-        default_max_tokens=provider.default_max_tokens,
+        default_max_tokens=provider.effective_default_max_tokens,
     )
 
 
