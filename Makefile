@@ -12,8 +12,9 @@ BENCH_DEBS := nginx wrk
 
 .PHONY: run test check bench profile clean
 
+# Debian's python3 lacks venv/ensurepip until python3-venv is installed: install it if needed.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; }
+	$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); scripts/ensure-debs.sh python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python

@@ -1,19 +1,13 @@
 #!/usr/bin/env sh
-# Install the Debian packages named as arguments if their commands are missing.
+# Install the Debian packages named as arguments unless their command (or package) is present.
 # Needs root or sudo; says what it installs, and fails loudly if it cannot.
 set -eu
 missing=""
 for pkg in "$@"; do
-  case "$pkg" in
-    redis-server) cmd=redis-server ;;
-    webdis) cmd=webdis ;;
-    nginx) cmd=nginx ;;
-    wrk) cmd=wrk ;;
-    *) cmd="$pkg" ;;
-  esac
-  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/usr/bin/$cmd" ]; then
-    missing="$missing $pkg"
+  if command -v "$pkg" >/dev/null 2>&1 || [ -x "/usr/sbin/$pkg" ] || dpkg -s "$pkg" >/dev/null 2>&1; then
+    continue
   fi
+  missing="$missing $pkg"
 done
 [ -z "$missing" ] && exit 0
 echo "installing Debian packages:$missing"
