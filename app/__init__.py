@@ -81,7 +81,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         from app.upstream import UpstreamClient
         from storage import open_store
 
-        app.ctx.store = open_store(settings.storage.runtime)
+        app.ctx.store = open_store(settings.storage.runtime, on_state=metrics.store_state_changed)
         app.ctx.upstream = UpstreamClient()
         await app.ctx.upstream.start()
         app.ctx.dispatcher = Dispatcher(settings, app.ctx.store, app.ctx.upstream)

@@ -317,6 +317,7 @@ class RuntimeStorage(_Frozen):
     password: str | None = None
     db: int = Field(default=0, ge=0)
     tls: bool = False
+    cluster: bool = False  # redis: url/addr is one node of a Redis Cluster
     path: str | None = None
     timeout: float = 0.25
 

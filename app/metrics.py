@@ -43,6 +43,11 @@ COOLDOWN_UNTIL = Gauge(
 )
 NO_CAPACITY = Counter("coo_llm_no_capacity_total", "Requests refused because no key had room.", ["model"])
 INFLIGHT = Gauge("coo_llm_inflight_requests", "Requests being handled now.", multiprocess_mode="livesum")
+STORE_DEGRADED = Gauge(
+    "coo_llm_store_degraded", "1 while the shared runtime store is unreachable and this process serves from memory.",
+    multiprocess_mode="max",
+)
+STORE_FALLBACKS = Counter("coo_llm_store_fallbacks_total", "Times a process fell back to memory state because the store was unreachable.")
 
 _children: dict[tuple, object] = {}
 
@@ -54,6 +59,13 @@ def child(metric, *labels: str):
     if found is None:
         found = _children[key] = metric.labels(*labels)
     return found
+
+
+def store_state_changed(degraded: bool) -> None:
+    """``storage.open_store``'s ``on_state`` hook."""
+    STORE_DEGRADED.set(1 if degraded else 0)
+    if degraded:
+        STORE_FALLBACKS.inc()
 
 
 def render() -> tuple[bytes, str]:

@@ -17,15 +17,24 @@ async def live(request: Request):
 
 @bp.get("/health/ready")
 async def ready(request: Request):
-    """200 when the state store answers and at least one provider has keys; 503 otherwise."""
+    """200 when at least one provider has keys and the state store answers, or is unreachable but
+    the gateway serves on from per-process memory (``"status": "degraded"``); 503 otherwise.
+
+    Degraded stays 200 on purpose: every replica shares the store, so a load balancer that
+    dropped degraded replicas would take the whole gateway down with Redis.
+    """
     ctx = request.app.ctx
     store_ok = await ctx.store.ping()
+    degraded = bool(getattr(ctx.store, "degraded", False))
     providers = {pid: {"keys": len(keys)} for pid, keys in ctx.dispatcher.balancer.keys.items()}
     usable = any(p["keys"] for p in providers.values())
-    ok = store_ok and usable
+    ok = (store_ok or degraded) and usable
+    storage = {"type": ctx.store.name, "ok": store_ok, "shared": ctx.store.shared}
+    if degraded:
+        storage.update(degraded=True, fallback="memory (limits per process until the store is back)")
     body = {
-        "status": "ready" if ok else "not_ready",
-        "storage": {"type": ctx.store.name, "ok": store_ok},
+        "status": ("degraded" if degraded else "ready") if ok else "not_ready",
+        "storage": storage,
         "providers": providers,
     }
     if not usable:
