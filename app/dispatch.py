@@ -61,6 +61,7 @@ class Call:
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
+    deadline: float | None = None  # time.monotonic() by which to give up (default: now + retry.timeout)
 
 
 class Dispatcher:
@@ -133,7 +134,7 @@ class Dispatcher:
     async def _run(self, call: Call, record: RequestRecord, attempt: Callable[[Lease, float], Awaitable[T]]) -> T:
         targets = self.targets(call.model, call.principal)
         prompt_tokens = estimate_prompt_tokens(call.body)
-        deadline = time.monotonic() + self._retry.timeout
+        deadline = call.deadline if call.deadline is not None else time.monotonic() + self._retry.timeout
         tried: set[str] = set()
         last: UpstreamError | None = None
         last_lease: Lease | None = None

@@ -59,6 +59,18 @@ def child(metric, *labels: str):
     if found is None:
         found = _children[key] = metric.labels(*labels)
     return found
+CACHE_LOOKUPS = Counter("coo_llm_cache_requests_total", "Chat requests by response-cache result: hit, miss or bypass.", ["result"])
+CACHE_SAVED = Counter("coo_llm_cache_saved_usd_total", "USD not spent because the answer came from the cache.", ["provider", "model"])
+QUEUE_DEPTH = Gauge(
+    "coo_llm_queue_depth", "Jobs in the queue by state: ready (due now), deferred (due later), in_progress.",
+    ["state"], multiprocess_mode="max",
+)
+JOBS = Counter("coo_llm_jobs_total", "Background jobs finished, by function and outcome.", ["function", "outcome"])
+JOB_LATENCY = Histogram("coo_llm_job_duration_seconds", "Run time of background jobs.", ["function"], buckets=LATENCY_BUCKETS)
+DEFERRED = Counter(
+    "coo_llm_deferred_requests_total",
+    "Requests handed to the queue-backed retry, by result: completed, failed, timed_out or not_queued.", ["result"],
+)
 
 
 def store_state_changed(degraded: bool) -> None:

@@ -49,3 +49,6 @@ def rollup_bucket(granularity: str, bucket: int) -> str:
 
 def claim(name: str) -> str:
     return f"{PREFIX}:claim:{name}"
+
+
+QUEUE_STATS = f"{PREFIX}:queue:stats"  # HASH "<function>:<outcome>" -> count, "<function>:seconds" -> total run time

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import json
 
@@ -44,5 +46,9 @@ async def ready(request: Request):
 
 @bp.get("/metrics")
 async def prometheus(request: Request):
+    try:  # queue depth is read when scraped; a slow or absent Redis must not fail the scrape
+        await asyncio.wait_for(request.app.ctx.queue.refresh_metrics(), timeout=1.0)
+    except Exception:
+        pass
     body, content_type = metrics.render()
     return HTTPResponse(body, content_type=content_type)

@@ -1,0 +1,122 @@
+"""arq settings for ``coo-llm worker``, and the loop that keeps a worker alive across Redis outages.
+
+``worker_settings(settings, context)`` returns the keyword arguments of ``arq.worker.Worker``:
+
+- ``deferred_chat`` (queue-backed retries): at most ``retry.timeout + 5`` seconds, results kept
+  a minute for the waiting web process. arq delivers a job again if its worker died (after the
+  in-progress lock expires); the job's claim makes that delivery a no-op, so it never runs twice.
+- crons: ``rollup_usage``, ``compact_windows``, ``warm_cache`` every ``workers.*_every`` (arq
+  runs each tick on one worker only, however many there are).
+- JSON job serialization (never pickle), the queue Redis from ``storage.queue.url`` or the
+  runtime Redis, ``workers.max_jobs`` concurrent jobs, a 0.1 s poll.
+
+``WorkerSettings`` (this module's attribute, built from ``$COO_CONFIG`` on first access) is the
+same for ``arq workers.settings.WorkerSettings``; ``coo-llm worker`` uses ``run_worker``, which
+also restarts arq when Redis drops away and comes back, and serves ``/metrics`` if asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from loguru import logger
+
+from workers.context import JobContext, open_context
+from workers.queue import DEFERRED_CHAT, JOBS, QUEUE_NAME, cron_jobs, dumps, loads, queue_url
+
+RESTART_DELAY = 1.0
+
+
+def _schedule(period: float) -> dict:
+    """arq cron fields firing every ``period`` seconds (a divisor of a minute, or of an hour)."""
+    seconds = int(period)
+    if seconds < 60:
+        return {"second": set(range(0, 60, seconds))}
+    return {"minute": set(range(0, 60, seconds // 60)), "second": {0}}
+
+
+def worker_settings(settings, context: JobContext | None = None) -> dict:
+    from arq import cron, func
+    from arq.connections import RedisSettings
+
+    return {
+        "functions": [func(JOBS[DEFERRED_CHAT], name=DEFERRED_CHAT, timeout=settings.policy.retry.timeout + 5, keep_result=60, max_tries=3)],
+        "cron_jobs": [cron(job, name=name, timeout=300, **_schedule(period)) for name, job, period in cron_jobs(settings)],
+        "redis_settings": RedisSettings.from_dsn(queue_url(settings)),
+        "queue_name": QUEUE_NAME,
+        "job_serializer": dumps,
+        "job_deserializer": loads,
+        "max_jobs": settings.workers.max_jobs,
+        "poll_delay": 0.1,
+        "health_check_interval": 10,
+        "ctx": {"coo": context, "settings": settings},
+        "on_startup": _startup if context is None else None,
+        "on_shutdown": _shutdown if context is None else None,
+    }
+
+
+async def _startup(ctx: dict) -> None:
+    ctx["coo"] = await open_context(ctx["settings"])
+
+
+async def _shutdown(ctx: dict) -> None:
+    if ctx.get("coo") is not None:
+        await ctx["coo"].close()
+
+
+async def run_worker(settings, *, metrics_port: int | None = None) -> None:
+    """Run arq until SIGTERM/SIGINT; if Redis goes away, log once and start arq again when it is back."""
+    from arq.worker import Worker
+
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
+    context = await open_context(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    failing = False
+    try:
+        while not stop.is_set():
+            worker = Worker(**worker_settings(settings, context), handle_signals=False)
+            main = asyncio.ensure_future(worker.async_run())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if main.done() and main.exception() is not None:
+                if not failing:
+                    logger.warning("worker lost its Redis; restarting arq when it is back", error=repr(main.exception()))
+                failing = True
+            elif main.done():
+                break
+            else:
+                failing = False
+            main.cancel()
+            stopping.cancel()
+            try:
+                await asyncio.wait_for(worker.close(), 10)
+            except Exception:
+                pass
+            if not stop.is_set():
+                await asyncio.sleep(RESTART_DELAY)
+                if failing:
+                    try:
+                        await context.store.ping()
+                    except Exception:
+                        pass
+    finally:
+        await context.close()
+
+
+def __getattr__(name: str):
+    """``WorkerSettings`` for the plain ``arq`` command, built from ``$COO_CONFIG``."""
+    if name != "WorkerSettings":
+        raise AttributeError(name)
+    import os
+
+    from app.config import load_settings
+
+    settings = load_settings(os.environ.get("COO_CONFIG", "configs/config.yaml"))
+    return type("WorkerSettings", (), worker_settings(settings))
