@@ -260,7 +260,7 @@ class ChatStream:
         self._decoder = SSEDecoder()
         self._chunks = upstream.chunks()
         self._pending: list[bytes] = []
-        self._settled = False
+        self._settling: asyncio.Future | None = None
 
     async def _pull(self) -> bool:
         """Read upstream until frames are pending; False when the upstream stream has ended."""
@@ -303,12 +303,17 @@ class ChatStream:
             yield frame(envelope)
         finally:
             self._upstream.close()
-            await self._settle(outcome)
+            await self._settle_once(outcome)
+
+    async def _settle_once(self, outcome: Outcome) -> None:
+        """Settle exactly once, shielded: a client hanging up right after ``[DONE]`` cancels the
+        handler mid-settle (a store round trip), and accounting must still complete; ``aclose``
+        then waits for it."""
+        if self._settling is None:
+            self._settling = asyncio.ensure_future(self._settle(outcome))
+        await asyncio.shield(self._settling)
 
     async def _settle(self, outcome: Outcome) -> None:
-        if self._settled:
-            return
-        self._settled = True
         lease = self.lease
         usage = self._translator.usage
         if usage is None:  # the upstream sent no usage (or the stream broke): keep the estimate
@@ -322,4 +327,4 @@ class ChatStream:
     async def aclose(self) -> None:
         """Stop early (client gone): close upstream and settle on what is known."""
         self._upstream.close()
-        await self._settle(Outcome.SUCCESS)
+        await self._settle_once(Outcome.SUCCESS)

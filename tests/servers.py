@@ -65,11 +65,13 @@ def redis_command(port: int, *args: str) -> bytes:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, *, port: int | None = None, extra: list[str] | None = None) -> None:
+    """``persistent=True`` keeps data across ``stop()``/``start()`` (append-only file), like a real deployment."""
+
+    def __init__(self, workdir: Path, *, port: int | None = None, extra: list[str] | None = None, persistent: bool = False) -> None:
         self.port = port or free_port()
         self.workdir = Path(workdir) / f"redis-{self.port}"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.extra = extra or []
+        self.extra = (extra or []) + (["--appendonly", "yes", "--appendfsync", "always"] if persistent else [])
         self.process: subprocess.Popen | None = None
 
     @property

@@ -172,7 +172,8 @@ class ArqQueue:
             payload,
             _job_id=job_id,
             _defer_until=datetime.fromtimestamp(run_at, timezone.utc),
-            _expires=max(1.0, expires_at - time.time()),
+            # Kept past the deadline so a late worker still runs it and finds it cancelled (a no-op).
+            _expires=max(1.0, expires_at - time.time()) + 30,
         )
         if job is None:
             raise RuntimeError(f"job {job_id} already exists")

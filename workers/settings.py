@@ -6,7 +6,7 @@
   a minute for the waiting web process. arq delivers a job again if its worker died (after the
   in-progress lock expires); the job's claim makes that delivery a no-op, so it never runs twice.
 - crons: ``rollup_usage``, ``compact_windows``, ``warm_cache`` every ``workers.*_every`` (arq
-  runs each tick on one worker only, however many there are).
+  runs each tick on one worker only, however many there are), each allowed its period to run.
 - JSON job serialization (never pickle), the queue Redis from ``storage.queue.url`` or the
   runtime Redis, ``workers.max_jobs`` concurrent jobs, a 0.1 s poll.
 
@@ -18,6 +18,7 @@ also restarts arq when Redis drops away and comes back, and serves ``/metrics`` 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 
 from loguru import logger
@@ -42,7 +43,10 @@ def worker_settings(settings, context: JobContext | None = None) -> dict:
 
     return {
         "functions": [func(JOBS[DEFERRED_CHAT], name=DEFERRED_CHAT, timeout=settings.policy.retry.timeout + 5, keep_result=60, max_tries=3)],
-        "cron_jobs": [cron(job, name=name, timeout=300, **_schedule(period)) for name, job, period in cron_jobs(settings)],
+        # A cron run may last up to its period (a fold cut short resumes from its cursor next time).
+        # This also bounds arq's in-progress lock (longest timeout + 10 s), which is how long a job
+        # whose worker died waits before arq delivers it again.
+        "cron_jobs": [cron(job, name=name, timeout=period, **_schedule(period)) for name, job, period in cron_jobs(settings)],
         "redis_settings": RedisSettings.from_dsn(queue_url(settings)),
         "queue_name": QUEUE_NAME,
         "job_serializer": dumps,
@@ -69,6 +73,7 @@ async def run_worker(settings, *, metrics_port: int | None = None) -> None:
     """Run arq until SIGTERM/SIGINT; if Redis goes away, log once and start arq again when it is back."""
     from arq.worker import Worker
 
+    _forward_arq_logs(settings.logging.level)
     if metrics_port:
         from prometheus_client import start_http_server
 
@@ -87,7 +92,7 @@ async def run_worker(settings, *, metrics_port: int | None = None) -> None:
             await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if main.done() and main.exception() is not None:
                 if not failing:
-                    logger.warning("worker lost its Redis; restarting arq when it is back", error=repr(main.exception()))
+                    logger.warning("arq stopped (Redis unreachable?); restarting it every second until it runs", error=repr(main.exception()))
                 failing = True
             elif main.done():
                 break
@@ -108,6 +113,20 @@ async def run_worker(settings, *, metrics_port: int | None = None) -> None:
                         pass
     finally:
         await context.close()
+
+
+class _ToLoguru(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname if record.levelname in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
+        logger.bind(source=record.name).log(level, record.getMessage())  # bind: arq's text is not a format string
+
+
+def _forward_arq_logs(level: str) -> None:
+    """arq logs through ``logging``: send its lines to our loguru sinks (job lines only at DEBUG)."""
+    arq_logger = logging.getLogger("arq")
+    arq_logger.handlers = [_ToLoguru()]
+    arq_logger.setLevel(logging.INFO if level in ("DEBUG", "TRACE") else logging.WARNING)
+    arq_logger.propagate = False
 
 
 def __getattr__(name: str):

@@ -6,12 +6,14 @@ not use travels upstream untouched, and the upstream judges it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import aclosing
 
 import orjson
 from sanic import Blueprint, HTTPResponse, Request
 
+from adapters.sse import DONE_FRAME
 from app import metrics
 from app.accounting import finish
 from app.cache import CACHE_HEADER, ResponseCache, StreamAssembler, replay_frames
@@ -115,6 +117,7 @@ async def chat_completions(request: Request):
     record.stream = True
     record.status = 200
     assembler = StreamAssembler() if plan and plan.store else None
+    delivered = False
     try:
         response = await request.respond(status=200, headers={**served_headers(record, cache_result), **SSE_HEADERS}, content_type="text/event-stream")
         first = True
@@ -126,17 +129,33 @@ async def chat_completions(request: Request):
                 if first:
                     first = False
                     metrics.child(metrics.TIME_TO_FIRST_TOKEN, record.provider).observe(time.perf_counter() - record.started)
+                delivered = delivered or piece == DONE_FRAME  # the client may hang up from here on
         await response.eof()
-        if assembler:  # the stream has settled, so the record holds the real usage
+    except BaseException:
+        if not delivered:
+            record.status = 499 if record.error is None else record.status  # the client went away
+        raise
+    finally:
+        # Shielded: a client hanging up right after [DONE] cancels this handler, and the stream must
+        # still be settled, cached and accounted, in that order, exactly once.
+        wrap_up = asyncio.ensure_future(_wrap_up(stream, record, ctx.cache, plan, assembler if delivered else None))
+        _background.add(wrap_up)
+        wrap_up.add_done_callback(_background.discard)
+        await asyncio.shield(wrap_up)
+
+
+_background: set[asyncio.Future] = set()
+
+
+async def _wrap_up(stream, record, cache, plan, assembler: StreamAssembler | None) -> None:
+    try:
+        await stream.aclose()  # settles the key's windows and charges the record
+        if assembler is not None:
             usage = {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens, "total_tokens": record.prompt_tokens + record.completion_tokens}
             body = assembler.completion(usage)
             if body is not None:
-                await ctx.cache.save(plan, body, record)
-    except BaseException:
-        record.status = 499 if record.error is None else record.status  # the client went away
-        raise
+                await cache.save(plan, body, record)
     finally:
-        await stream.aclose()
         finish(record)
 
 
