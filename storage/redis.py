@@ -548,14 +548,14 @@ class RedisPyTransport:
         for script in scripts:
             await self.client.script_load(script.source)
 
-    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def run(self, script: Script, names: Sequence[str], args: Sequence[Any]) -> Any:
         from redis.exceptions import NoScriptError
 
         try:
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            return await self.client.evalsha(script.sha, len(names), *names, *args)
         except NoScriptError:
             await self._load([script])
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+            return await self.client.evalsha(script.sha, len(names), *names, *args)
 
     async def run_many(self, calls: Sequence[Call]) -> list[Any]:
         from redis.exceptions import NoScriptError
@@ -563,11 +563,11 @@ class RedisPyTransport:
         if not calls:
             return []
         if self.cluster:  # redis-py refuses EVALSHA in cluster pipelines; the calls go out concurrently
-            return list(await asyncio.gather(*(self.run(script, keys, args) for script, keys, args in calls)))
+            return list(await asyncio.gather(*(self.run(script, names, args) for script, names, args in calls)))
         for attempt in (1, 2):
             pipe = self.client.pipeline(transaction=False)
-            for script, keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            for script, names, args in calls:
+                pipe.evalsha(script.sha, len(names), *names, *args)
             try:
                 return await pipe.execute()
             except NoScriptError:

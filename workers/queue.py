@@ -19,8 +19,6 @@ import time
 from datetime import datetime, timezone
 
 import orjson
-from loguru import logger
-
 from app import metrics
 from workers.compaction import compact_windows
 from workers.context import JobContext, RedisStats, instrumented

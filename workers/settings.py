@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from loguru import logger
 
@@ -83,34 +84,30 @@ async def run_worker(settings, *, metrics_port: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    failing = False
+    in_outage = False
     try:
         while not stop.is_set():
             worker = Worker(**worker_settings(settings, context), handle_signals=False)
+            started = time.monotonic()
             main = asyncio.ensure_future(worker.async_run())
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if main.done() and main.exception() is not None:
-                if not failing:
-                    logger.warning("arq stopped (Redis unreachable?); restarting it every second until it runs", error=repr(main.exception()))
-                failing = True
-            elif main.done():
-                break
-            else:
-                failing = False
-            main.cancel()
             stopping.cancel()
+            if main.done() and main.exception() is None:
+                break  # arq finished by itself (burst mode)
+            if main.done():
+                # Log once per outage: a worker that ran for a while before failing starts a new one.
+                if not in_outage or time.monotonic() - started > 10:
+                    logger.warning("arq stopped (Redis unreachable?); restarting it every second until it runs", error=repr(main.exception()))
+                in_outage = True
+            else:
+                main.cancel()
             try:
                 await asyncio.wait_for(worker.close(), 10)
             except Exception:
                 pass
             if not stop.is_set():
                 await asyncio.sleep(RESTART_DELAY)
-                if failing:
-                    try:
-                        await context.store.ping()
-                    except Exception:
-                        pass
     finally:
         await context.close()
 

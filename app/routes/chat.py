@@ -2,6 +2,11 @@
 
 The body is parsed with orjson and never validated as a whole: every parameter the gateway does
 not use travels upstream untouched, and the upstream judges it.
+
+Order of a request: the response cache (``app.cache``; a hit answers at once, as JSON or replayed
+SSE), then dispatch: non-streaming through the ``Deferrer`` (queue-backed retries when
+``policy.retry.queue`` is on), streaming straight through ``Dispatcher.open_stream``. Answers are
+stored in the cache afterwards.
 """
 
 from __future__ import annotations

@@ -46,9 +46,11 @@ async def ready(request: Request):
 
 @bp.get("/metrics")
 async def prometheus(request: Request):
-    try:  # queue depth is read when scraped; a slow or absent Redis must not fail the scrape
-        await asyncio.wait_for(request.app.ctx.queue.refresh_metrics(), timeout=1.0)
-    except Exception:
-        pass
+    ctx = request.app.ctx
+    if not getattr(ctx.store, "degraded", False):  # queue depth is read when scraped, never from a dead Redis
+        try:
+            await asyncio.wait_for(ctx.queue.refresh_metrics(), timeout=1.0)
+        except Exception:
+            pass
     body, content_type = metrics.render()
     return HTTPResponse(body, content_type=content_type)
