@@ -13,8 +13,10 @@
 5. ``end_request`` (app, on response): adds ``x-request-id`` and, except for streams (which do it
    when they end), records the request: metrics and one access log line.
 
-Per process, ``before_server_start`` opens the state store, the upstream session and the
-dispatcher on ``app.ctx``; ``after_server_stop`` closes them.
+Per process, ``before_server_start`` opens on ``app.ctx``: the state store, the upstream session,
+the dispatcher, the response cache, the usage sink (``finish`` appends one usage event per
+request through it), the job queue (arq, or the local scheduler running the jobs in-process)
+and the deferrer (queue-backed retries); ``after_server_stop`` closes them.
 """
 
 from __future__ import annotations
@@ -77,17 +79,33 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
 
     @app.before_server_start
     async def open_resources(app: Sanic) -> None:
+        from app.accounting import UsageSink, attach_usage_sink
+        from app.cache import ResponseCache
         from app.dispatch import Dispatcher
         from app.upstream import UpstreamClient
         from storage import open_store
+        from workers.context import JobContext
+        from workers.queue import open_queue
+        from workers.retry import Deferrer
 
-        app.ctx.store = open_store(settings.storage.runtime)
+        app.ctx.store = open_store(settings.storage.runtime, on_state=metrics.store_state_changed)
         app.ctx.upstream = UpstreamClient()
         await app.ctx.upstream.start()
         app.ctx.dispatcher = Dispatcher(settings, app.ctx.store, app.ctx.upstream)
+        app.ctx.cache = ResponseCache(settings, app.ctx.store)
+        app.ctx.usage = UsageSink(app.ctx.store)
+        attach_usage_sink(app.ctx.usage)
+        app.ctx.queue = open_queue(settings, JobContext(settings, app.ctx.store, app.ctx.dispatcher, app.ctx.cache))
+        await app.ctx.queue.start()
+        app.ctx.deferrer = Deferrer(settings, app.ctx.dispatcher, app.ctx.queue, app.ctx.store)
 
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:
+        from app.accounting import attach_usage_sink
+
+        await app.ctx.queue.close()
+        await app.ctx.usage.close()
+        attach_usage_sink(None)
         await app.ctx.upstream.close()
         await app.ctx.store.close()
 

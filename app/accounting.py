@@ -2,17 +2,21 @@
 
 A ``RequestRecord`` rides on ``request.ctx`` from the first middleware on; dispatch fills in the
 provider, key, tokens and cost, and ``finish`` is called exactly once when the client has its
-answer (for a stream: when the stream ends).
+answer (for a stream: when the stream ends). For model routes (``/v1/...`` except the model
+list) ``finish`` also hands one ``UsageEvent`` to the process's ``UsageSink``, which appends
+events to the runtime store in batches (every ``interval`` seconds); the roll-up job folds them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
 from loguru import logger
 
 from app import metrics
+from storage.usage import UsageEvent
 
 
 @dataclass(slots=True)
@@ -31,6 +35,8 @@ class RequestRecord:
     cost: float = 0.0
     stream: bool = False
     cache_hit: bool = False
+    saved: float = 0.0  # USD a cache hit saved (the cost of the answer it replayed)
+    deferred: str = ""  # the queue job that served it (queue-backed retry), if any
     error: str | None = None
     finished: bool = False
 
@@ -70,8 +76,80 @@ def finish(record: RequestRecord) -> None:
         "attempts": record.attempts,
         "stream": record.stream,
     }
+    if record.deferred:
+        fields["deferred"] = record.deferred
     if record.cache_hit:
         fields["cache_hit"] = True
+        fields["saved_usd"] = round(record.saved, 8)
     if record.error:
         fields["error"] = record.error
     logger.info("request", **fields)
+    if _sink is not None and record.route.startswith("/v1/") and not record.route.startswith("/v1/models"):
+        _sink.add(usage_event(record, latency))
+
+
+def usage_event(record: RequestRecord, latency: float) -> UsageEvent:
+    return UsageEvent(
+        at=time.time(),
+        client=record.client,
+        provider=record.provider,
+        key=record.key_id,
+        model=record.model,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        cost=record.cost,
+        status=record.status,
+        latency_ms=round(latency * 1000, 3),
+        cache_hit=record.cache_hit,
+        saved=record.saved,
+        request_id=record.request_id,
+    )
+
+
+class UsageSink:
+    """Buffers usage events and appends them to the store in batches, off the request path.
+
+    A process killed with SIGKILL loses at most the last ``interval`` seconds of events; a
+    graceful stop flushes them (``close``).
+    """
+
+    def __init__(self, store, *, interval: float = 0.25, batch: int = 500) -> None:
+        self._store = store
+        self._interval = interval
+        self._batch = batch
+        self._buffer: list[UsageEvent] = []
+        self._task: asyncio.Task | None = None
+
+    def add(self, event: UsageEvent) -> None:
+        self._buffer.append(event)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer[: self._batch], self._buffer[self._batch :]
+            try:
+                await self._store.append_events(batch)
+            except Exception as error:  # the resilient store buffers by itself; a local backend failing is worth a line
+                logger.warning("usage events not stored", events=len(batch), error=repr(error))
+                return
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        await self.flush()
+
+
+_sink: UsageSink | None = None
+
+
+def attach_usage_sink(sink: UsageSink | None) -> None:
+    """Route this process's usage events to ``sink`` (``None``: not recorded)."""
+    global _sink
+    _sink = sink

@@ -1,4 +1,4 @@
-"""The ``coo-llm`` command: ``serve``, ``check`` and ``worker``.
+"""The ``coo-llm`` command: ``serve``, ``check``, ``worker`` and ``warm``.
 
 ``--config`` defaults to ``$COO_CONFIG``, then ``configs/config.yaml``.
 """
@@ -100,9 +100,73 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    _load_or_exit(args.config)
-    print("coo-llm worker: background workers are not built yet (see the Redis/workers issue); nothing to run.", file=sys.stderr)
-    return 2
+    """Run the arq worker: queue-backed retries and the roll-up, compaction and warming crons."""
+    import asyncio
+
+    from app.logging import setup_logging
+
+    settings = _load_or_exit(args.config)
+    setup_logging(settings.logging)
+    if settings.storage.runtime.type != "redis":
+        print(
+            f"coo-llm worker: storage.runtime.type is {settings.storage.runtime.type!r}; workers share jobs through Redis. "
+            "Without Redis the jobs run inside each `coo-llm serve` process, so no worker is needed.",
+            file=sys.stderr,
+        )
+        return 2
+    from workers.settings import run_worker
+
+    port = args.metrics_port if args.metrics_port is not None else int(os.environ.get("COO_WORKER_METRICS_PORT") or 0)
+    logger.info(f"coo-llm worker starting (config {args.config}" + (f", metrics on :{port}" if port else "") + ")")
+    asyncio.run(run_worker(settings, metrics_port=port or None))
+    logger.info("coo-llm worker stopped")
+    return 0
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    """Pre-warm the response cache from a JSONL file of chat requests (one OpenAI request body a line)."""
+    import asyncio
+
+    from app.auth import Principal
+    from app.errors import GatewayError
+    from app.logging import setup_logging
+
+    settings = _load_or_exit(args.config)
+    setup_logging(settings.logging)
+    if not settings.policy.cache.enabled:
+        print("coo-llm warm: policy.cache.enabled is false; nothing would ever read the warmed entries.", file=sys.stderr)
+        return 2
+    from app.routes.chat import parse_chat
+
+    principal = Principal(args.namespace)
+    calls, bad = [], 0
+    with open(args.file, "rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                call = parse_chat(line, principal)
+            except GatewayError as error:
+                print(f"{args.file}:{number}: skipped ({error.message})", file=sys.stderr)
+                bad += 1
+                continue
+            if call.stream:
+                call.body = {k: v for k, v in call.body.items() if k not in ("stream", "stream_options")}
+            calls.append(call)
+
+    async def run() -> dict:
+        from workers.context import open_context
+        from workers.warming import prewarm
+
+        job = await open_context(settings)
+        try:
+            return await prewarm(job, calls, namespace=args.namespace, ttl=args.ttl)
+        finally:
+            await job.close()
+
+    result = asyncio.run(run())
+    print(f"warmed {result['warmed']}, failed {result['failed']}, skipped {bad} (namespace {args.namespace})")
+    return 0 if not result["failed"] and not bad else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -121,9 +185,17 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--config", default=default_config)
     check.set_defaults(run=cmd_check)
 
-    worker = commands.add_parser("worker", help="run background jobs (arq)")
+    worker = commands.add_parser("worker", help="run background jobs (arq; needs storage.runtime.type: redis)")
     worker.add_argument("--config", default=default_config)
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port (default: $COO_WORKER_METRICS_PORT, else off)")
     worker.set_defaults(run=cmd_worker)
+
+    warm = commands.add_parser("warm", help="pre-warm the response cache from a JSONL file of chat requests")
+    warm.add_argument("file", help="one OpenAI chat request body per line")
+    warm.add_argument("--config", default=default_config)
+    warm.add_argument("--namespace", default="anonymous", help="cache namespace to warm: a client key's cache_namespace or its id (ck-...); default anonymous (open access)")
+    warm.add_argument("--ttl", type=float, default=None, help="seconds the entries live (default policy.cache.ttl_seconds)")
+    warm.set_defaults(run=cmd_warm)
     return root
 
 

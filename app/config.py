@@ -236,6 +236,7 @@ class ClientKey(_Frozen):
     key: str
     allowed_providers: tuple[str, ...] | Literal["*"] = "*"
     description: str = ""
+    cache_namespace: str | None = None  # keys sharing a namespace share cached answers (default: none)
 
     @field_validator("key")
     @classmethod
@@ -284,9 +285,22 @@ class RetryPolicy(_Frozen):
 
 
 class CachePolicy(_Frozen):
+    """The exact-match response cache (``app.cache``) and its warming job (``workers.warming``).
+
+    Warming spends upstream calls, so it is off unless ``warm: true``: then entries with at least
+    ``warm_min_hits`` hits are refreshed when they have less than ``warm_before`` left to live.
+    """
+
     enabled: bool = False
     ttl_seconds: int = Field(default=300, gt=0)
-    warm_min_hits: int = Field(default=0, ge=0)
+    warm: bool = False
+    warm_min_hits: int = Field(default=3, ge=1)
+    warm_before: float = 60.0
+
+    @field_validator("warm_before", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
 
 
 class CooldownPolicy(_Frozen):
@@ -331,6 +345,7 @@ class RuntimeStorage(_Frozen):
     password: str | None = None
     db: int = Field(default=0, ge=0)
     tls: bool = False
+    cluster: bool = False  # redis: url/addr is one node of a Redis Cluster
     path: str | None = None
     timeout: float = 0.25
 
@@ -355,8 +370,58 @@ class RuntimeStorage(_Frozen):
         return self
 
 
+class QueueStorage(_Frozen):
+    """Where arq keeps its job queue: by default the runtime Redis. arq needs a single (non-cluster)
+    Redis, so with ``runtime.cluster: true`` set ``queue.url`` to one."""
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^rediss?://", value):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value or None
+
+
 class StorageConfig(_Frozen):
     runtime: RuntimeStorage = RuntimeStorage()
+    queue: QueueStorage = QueueStorage()
+
+    @model_validator(mode="after")
+    def _queue_for_cluster(self) -> "StorageConfig":
+        if self.runtime.type == "redis" and self.runtime.cluster and not self.queue.url:
+            raise ValueError("runtime.cluster needs queue.url: the arq job queue needs a single Redis")
+        return self
+
+
+def _cron_period(value: Any) -> float:
+    """A period a cron schedule can express: divides a minute, or is whole minutes dividing an hour."""
+    seconds = parse_duration(value)
+    whole = int(seconds)
+    if seconds != whole or whole <= 0 or not ((whole < 60 and 60 % whole == 0) or (whole % 60 == 0 and 3600 % whole == 0)):
+        raise ValueError("must divide a minute (1s..30s) or an hour (1m..60m), e.g. 10s, 1m, 5m")
+    return float(whole)
+
+
+class WorkersConfig(_Frozen):
+    """Background jobs (arq in ``coo-llm worker`` with Redis; in-process otherwise)."""
+
+    rollup_every: float = 60.0
+    compact_every: float = 60.0
+    warm_every: float = 60.0
+    history: float = 3 * 3600.0  # per-minute key history kept by compaction
+    max_jobs: int = Field(default=50, gt=0)
+
+    @field_validator("rollup_every", "compact_every", "warm_every", mode="before")
+    @classmethod
+    def _period(cls, value: Any) -> Any:
+        return _cron_period(value)
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
 
 
 AliasTargets = Union[str, list[str]]
@@ -373,6 +438,7 @@ class Settings(_Frozen):
     model_aliases: dict[str, tuple[str, ...]] = {}
     policy: Policy = Policy()
     storage: StorageConfig = StorageConfig()
+    workers: WorkersConfig = WorkersConfig()
 
     @field_validator("version", mode="before")
     @classmethod

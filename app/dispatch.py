@@ -63,6 +63,7 @@ class Call:
     include_usage: bool = False
     max_tokens: int | None = None  # completion tokens to reserve (None: the target's default; 0: none)
     prompt_tokens: int | None = None  # the prompt estimate, when the body is not a chat request
+    deadline: float | None = None  # time.monotonic() by which to give up (default: now + retry.timeout)
 
 
 class Dispatcher:
@@ -156,7 +157,7 @@ class Dispatcher:
     async def _run(self, call: Call, record: RequestRecord, attempt: Callable[[Lease, float], Awaitable[T]]) -> T:
         targets = self.targets(call.model, call.principal)
         prompt_tokens = call.prompt_tokens if call.prompt_tokens is not None else estimate_prompt_tokens(call.body)
-        deadline = time.monotonic() + self._retry.timeout
+        deadline = call.deadline if call.deadline is not None else time.monotonic() + self._retry.timeout
         tried: set[str] = set()
         last: UpstreamError | None = None
         last_lease: Lease | None = None
@@ -282,7 +283,7 @@ class ChatStream:
         self._decoder = SSEDecoder()
         self._chunks = upstream.chunks()
         self._pending: list[bytes] = []
-        self._settled = False
+        self._settling: asyncio.Future | None = None
 
     async def _pull(self) -> bool:
         """Read upstream until frames are pending; False when the upstream stream has ended."""
@@ -325,12 +326,17 @@ class ChatStream:
             yield frame(envelope)
         finally:
             self._upstream.close()
-            await self._settle(outcome)
+            await self._settle_once(outcome)
+
+    async def _settle_once(self, outcome: Outcome) -> None:
+        """Settle exactly once, shielded: a client hanging up right after ``[DONE]`` cancels the
+        handler mid-settle (a store round trip), and accounting must still complete; ``aclose``
+        then waits for it."""
+        if self._settling is None:
+            self._settling = asyncio.ensure_future(self._settle(outcome))
+        await asyncio.shield(self._settling)
 
     async def _settle(self, outcome: Outcome) -> None:
-        if self._settled:
-            return
-        self._settled = True
         lease = self.lease
         usage = self._translator.usage
         if usage is None:  # the upstream sent no usage (or the stream broke): keep the estimate
@@ -344,4 +350,4 @@ class ChatStream:
     async def aclose(self) -> None:
         """Stop early (client gone): close upstream and settle on what is known."""
         self._upstream.close()
-        await self._settle(Outcome.SUCCESS)
+        await self._settle_once(Outcome.SUCCESS)

@@ -43,6 +43,11 @@ COOLDOWN_UNTIL = Gauge(
 )
 NO_CAPACITY = Counter("coo_llm_no_capacity_total", "Requests refused because no key had room.", ["model"])
 INFLIGHT = Gauge("coo_llm_inflight_requests", "Requests being handled now.", multiprocess_mode="livesum")
+STORE_DEGRADED = Gauge(
+    "coo_llm_store_degraded", "1 while the shared runtime store is unreachable and this process serves from memory.",
+    multiprocess_mode="max",
+)
+STORE_FALLBACKS = Counter("coo_llm_store_fallbacks_total", "Times a process fell back to memory state because the store was unreachable.")
 
 _children: dict[tuple, object] = {}
 
@@ -54,6 +59,25 @@ def child(metric, *labels: str):
     if found is None:
         found = _children[key] = metric.labels(*labels)
     return found
+CACHE_LOOKUPS = Counter("coo_llm_cache_requests_total", "Chat requests by response-cache result: hit, miss or bypass.", ["result"])
+CACHE_SAVED = Counter("coo_llm_cache_saved_usd_total", "USD not spent because the answer came from the cache.", ["provider", "model"])
+QUEUE_DEPTH = Gauge(
+    "coo_llm_queue_depth", "Jobs in the queue by state: ready (due now), deferred (due later), in_progress.",
+    ["state"], multiprocess_mode="max",
+)
+JOBS = Counter("coo_llm_jobs_total", "Background jobs finished, by function and outcome.", ["function", "outcome"])
+JOB_LATENCY = Histogram("coo_llm_job_duration_seconds", "Run time of background jobs.", ["function"], buckets=LATENCY_BUCKETS)
+DEFERRED = Counter(
+    "coo_llm_deferred_requests_total",
+    "Requests handed to the queue-backed retry, by result: completed, failed, timed_out or not_queued.", ["result"],
+)
+
+
+def store_state_changed(degraded: bool) -> None:
+    """``storage.open_store``'s ``on_state`` hook."""
+    STORE_DEGRADED.set(1 if degraded else 0)
+    if degraded:
+        STORE_FALLBACKS.inc()
 
 
 def render() -> tuple[bytes, str]:

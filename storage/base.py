@@ -18,16 +18,49 @@ Contract of the window calls:
    the key's consecutive failure count after this outcome.
 3. ``cool_down(key_id, until)`` keeps the key from being reserved before ``until``.
 
+Every reservation also counts into the key's per-minute history (requests and tokens of the
+minute it was made in, corrected by ``settle``), kept for dashboards by ``compact``.
+
+Contract of the other state (issue 4: many processes, one gateway):
+
+4. Response cache. ``cache_put(entry)`` stores an entry until ``entry.expires_at`` with a hit
+   count of 0 (replacing any entry under the same key). ``cache_get(key)`` returns the live entry
+   and counts one hit (the returned ``hits`` includes it), or None. ``cache_hot`` lists live
+   entries with at least ``min_hits`` hits that expire before ``expiring_before`` (for warming).
+   ``cache_purge`` deletes every entry and says how many.
+5. Usage events. ``append_events`` adds events in order; each gets a cursor (an opaque string
+   that orders as the events do). ``read_events(after)`` returns up to ``limit`` events after a
+   cursor (``""`` = from the start). ``apply_rollup(rollup, expected, cursor)`` atomically adds
+   the increments and moves the roll-up cursor from ``expected`` to ``cursor``, or does nothing
+   and returns False if the stored cursor is not ``expected`` (another folder got there first).
+   So a fold that crashes halfway is redone from the old cursor, and none is applied twice.
+   Events up to the cursor may then be deleted. ``rollup_rows(buckets)`` returns the totals of
+   the given ``(granularity, bucket start)`` buckets as ``(dims, totals)`` rows.
+6. ``compact(key_ids, window, history, now)`` removes expired window entries (also of keys that
+   went idle), per-minute history older than ``history`` seconds, in-flight marks older than
+   ``INFLIGHT_STALE`` (left by a process that died mid-request), expired cache entries and
+   claims, and old roll-ups. It returns how many items it removed. ``footprint`` counts what is
+   stored, so tests can show it stays flat.
+7. ``claim(name, owner, ttl)`` sets ``name`` to ``owner`` if nobody holds it (for ``ttl``
+   seconds) and returns whoever holds it afterwards: the one primitive behind "a deferred request
+   runs at most once" and "a cancelled request never runs".
+
 Timestamps are seconds from ``time.time()``; the caller passes ``now`` so tests and the
 balancer agree on one clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from storage.usage import Dims, Rollup, UsageEvent
 
 WINDOW_SECONDS = 60.0
+# Per-minute history of each key's windows is kept this long (seconds) by compaction.
+HISTORY_SECONDS = 3 * 3600.0
+# An in-flight mark older than this belongs to a process that died mid-request; it stops counting.
+INFLIGHT_STALE = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +100,24 @@ class KeyState:
     latency: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A cached answer: the chat.completion ``body`` and ``meta`` (who served it, usage, cost, and
+    the request itself so warming can replay it)."""
+
+    key: str
+    body: bytes
+    expires_at: float
+    hits: int = 0
+    meta: dict = field(default_factory=dict)
+
+
 class RuntimeStore(Protocol):
-    """What ``balancer`` needs from a backend. See the module docstring for the contract."""
+    """What ``balancer``, the cache, accounting and the jobs need from a backend. See the module
+    docstring for the contract. ``shared`` is True when several processes see the same state."""
 
     name: str
+    shared: bool
 
     async def reserve(self, key_id: str, *, tokens: int, limits: WindowLimits, now: float) -> Reservation | Refusal: ...
 
@@ -81,6 +128,32 @@ class RuntimeStore(Protocol):
     async def cool_down(self, key_id: str, until: float) -> None: ...
 
     async def key_states(self, key_ids: list[str], *, window: float, now: float) -> dict[str, KeyState]: ...
+
+    async def cache_get(self, key: str, *, now: float) -> CacheEntry | None: ...
+
+    async def cache_put(self, entry: CacheEntry, *, now: float) -> None: ...
+
+    async def cache_hot(self, *, min_hits: int, expiring_before: float, now: float, limit: int = 100) -> list[CacheEntry]: ...
+
+    async def cache_purge(self) -> int: ...
+
+    async def append_events(self, events: Sequence[UsageEvent]) -> None: ...
+
+    async def read_events(self, after: str, *, limit: int) -> list[tuple[str, UsageEvent]]: ...
+
+    async def rollup_cursor(self) -> str: ...
+
+    async def apply_rollup(self, rollup: Rollup, *, expected: str, cursor: str) -> bool: ...
+
+    async def rollup_rows(self, buckets: Sequence[tuple[str, int]]) -> list[tuple[Dims, dict[str, float]]]: ...
+
+    async def compact(self, key_ids: Sequence[str], *, window: float, history: float, now: float) -> int: ...
+
+    async def key_history(self, key_ids: Sequence[str], *, since: float) -> dict[str, list[tuple[int, int, int]]]: ...
+
+    async def footprint(self, key_ids: Sequence[str]) -> dict[str, int]: ...
+
+    async def claim(self, name: str, owner: str, *, ttl: float, now: float) -> str: ...
 
     async def ping(self) -> bool: ...
 

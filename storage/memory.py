@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Sequence
 
-from storage.base import KeyState, Refusal, Reservation, WindowLimits, ewma
+from storage.base import INFLIGHT_STALE, CacheEntry, KeyState, Refusal, Reservation, WindowLimits, ewma
+from storage.usage import RETENTION, Dims, Rollup, UsageEvent
 
 
 @dataclass(slots=True)
@@ -25,18 +27,32 @@ class _Key:
     entries: deque = field(default_factory=deque)
     by_id: dict = field(default_factory=dict)
     tokens: int = 0
-    inflight: int = 0
+    inflight: dict = field(default_factory=dict)  # entry id -> reserved at
     cooldown_until: float = 0.0
     failures: int = 0
     error_rate: float = 0.0
     latency: float = 0.0
+    history: dict = field(default_factory=dict)  # minute start -> [requests, tokens]
 
-    def expire(self, cutoff: float) -> None:
+    def expire(self, cutoff: float) -> int:
         entries = self.entries
+        removed = 0
         while entries and entries[0].at <= cutoff:
             entry = entries.popleft()
             self.tokens -= entry.tokens
             del self.by_id[entry.entry_id]
+            removed += 1
+        return removed
+
+    def live_inflight(self, now: float) -> int:
+        stale = [entry_id for entry_id, at in self.inflight.items() if at <= now - INFLIGHT_STALE]
+        for entry_id in stale:
+            del self.inflight[entry_id]
+        return len(self.inflight)
+
+
+def minute_of(at: float) -> int:
+    return int(at // 60) * 60
 
 
 def window_wait(entries, used_tokens: int, need: int, limit: int, window: float, now: float) -> float:
@@ -53,16 +69,25 @@ class MemoryStore:
     """Runtime state in this process's memory. Not shared: each process has its own limits."""
 
     name = "memory"
+    shared = False
 
     def __init__(self) -> None:
         self._keys: dict[str, _Key] = {}
         self._ids = itertools.count(1)
+        self._cache: dict[str, CacheEntry] = {}
+        self._events: deque[tuple[int, UsageEvent]] = deque()
+        self._event_ids = itertools.count(1)
+        self._cursor = ""
+        self._rollups: dict[tuple[str, int], dict[Dims, dict[str, float]]] = {}
+        self._claims: dict[str, tuple[str, float]] = {}
 
     def _key(self, key_id: str) -> _Key:
         state = self._keys.get(key_id)
         if state is None:
             state = self._keys[key_id] = _Key()
         return state
+
+    # ------------------------------------------------------------------ windows and health
 
     async def reserve(self, key_id: str, *, tokens: int, limits: WindowLimits, now: float) -> Reservation | Refusal:
         state = self._key(key_id)
@@ -80,18 +105,24 @@ class MemoryStore:
         state.entries.append(entry)
         state.by_id[entry.entry_id] = entry
         state.tokens += tokens
-        state.inflight += 1
+        state.inflight[entry.entry_id] = now
+        minute = state.history.setdefault(minute_of(now), [0, 0])
+        minute[0] += 1
+        minute[1] += tokens
         return Reservation(key_id, entry.entry_id, tokens, now)
 
     async def settle(
         self, reservation: Reservation, *, tokens: int, failed: bool | None, latency: float | None, now: float
     ) -> int:
         state = self._key(reservation.key_id)
-        state.inflight = max(0, state.inflight - 1)
+        state.inflight.pop(reservation.entry_id, None)
         entry = state.by_id.get(reservation.entry_id)
         if entry is not None:  # still inside the window: correct the estimate to the real count
             state.tokens += tokens - entry.tokens
             entry.tokens = tokens
+        minute = state.history.get(minute_of(reservation.at))
+        if minute is not None:
+            minute[1] += tokens - reservation.tokens
         if failed is True:
             state.failures += 1
             state.error_rate = ewma(state.error_rate, 1.0)
@@ -114,13 +145,137 @@ class MemoryStore:
             states[key_id] = KeyState(
                 requests=len(state.entries),
                 tokens=state.tokens,
-                inflight=state.inflight,
+                inflight=state.live_inflight(now),
                 cooldown_until=state.cooldown_until,
                 failures=state.failures,
                 error_rate=state.error_rate,
                 latency=state.latency,
             )
         return states
+
+    def health_of(self, key_id: str) -> tuple[float, int, float, float]:
+        """(cooldown until, failures, error rate, latency) of a key, for backends that persist health."""
+        state = self._key(key_id)
+        return state.cooldown_until, state.failures, state.error_rate, state.latency
+
+    def restore_health(self, key_id: str, cooldown_until: float, failures: int, error_rate: float, latency: float) -> None:
+        state = self._key(key_id)
+        state.cooldown_until, state.failures, state.error_rate, state.latency = cooldown_until, failures, error_rate, latency
+
+    # ------------------------------------------------------------------ response cache
+
+    async def cache_get(self, key: str, *, now: float) -> CacheEntry | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at <= now:
+            del self._cache[key]
+            return None
+        entry = self._cache[key] = replace(entry, hits=entry.hits + 1)
+        return entry
+
+    async def cache_put(self, entry: CacheEntry, *, now: float) -> None:
+        if entry.expires_at > now:
+            self._cache[entry.key] = replace(entry, hits=0)
+
+    async def cache_hot(self, *, min_hits: int, expiring_before: float, now: float, limit: int = 100) -> list[CacheEntry]:
+        hot = [e for e in self._cache.values() if e.hits >= min_hits and now < e.expires_at <= expiring_before]
+        hot.sort(key=lambda e: e.expires_at)
+        return hot[:limit]
+
+    async def cache_purge(self) -> int:
+        count = len(self._cache)
+        self._cache.clear()
+        return count
+
+    # ------------------------------------------------------------------ usage events and roll-ups
+
+    async def append_events(self, events: Sequence[UsageEvent]) -> None:
+        for event in events:
+            self._events.append((next(self._event_ids), event))
+
+    async def read_events(self, after: str, *, limit: int) -> list[tuple[str, UsageEvent]]:
+        start = int(after) if after else 0
+        return [(str(seq), event) for seq, event in self._events if seq > start][:limit]
+
+    async def rollup_cursor(self) -> str:
+        return self._cursor
+
+    async def apply_rollup(self, rollup: Rollup, *, expected: str, cursor: str) -> bool:
+        if self._cursor != expected:
+            return False
+        for (granularity, bucket, dims), increments in rollup.items():
+            totals = self._rollups.setdefault((granularity, bucket), {}).setdefault(dims, {})
+            for name, value in increments.items():
+                totals[name] = totals.get(name, 0) + value
+        self._cursor = cursor
+        done = int(cursor) if cursor else 0
+        while self._events and self._events[0][0] <= done:
+            self._events.popleft()
+        return True
+
+    async def rollup_rows(self, buckets: Sequence[tuple[str, int]]) -> list[tuple[Dims, dict[str, float]]]:
+        rows = []
+        for bucket in buckets:
+            for dims, totals in self._rollups.get(bucket, {}).items():
+                rows.append((dims, dict(totals)))
+        return rows
+
+    # ------------------------------------------------------------------ compaction and history
+
+    async def compact(self, key_ids: Sequence[str], *, window: float, history: float, now: float) -> int:
+        removed = 0
+        oldest_minute = now - history
+        for key_id in key_ids:
+            state = self._keys.get(key_id)
+            if state is None:
+                continue
+            removed += state.expire(now - window)
+            before = len(state.inflight)
+            state.live_inflight(now)
+            removed += before - len(state.inflight)
+            for minute in [m for m in state.history if m + 60 <= oldest_minute]:
+                del state.history[minute]
+                removed += 1
+        for key in [k for k, e in self._cache.items() if e.expires_at <= now]:
+            del self._cache[key]
+            removed += 1
+        for name in [n for n, (_, until) in self._claims.items() if until <= now]:
+            del self._claims[name]
+            removed += 1
+        for granularity, bucket in list(self._rollups):
+            if bucket + RETENTION[granularity] <= now:
+                del self._rollups[(granularity, bucket)]
+                removed += 1
+        return removed
+
+    async def key_history(self, key_ids: Sequence[str], *, since: float) -> dict[str, list[tuple[int, int, int]]]:
+        out = {}
+        for key_id in key_ids:
+            state = self._keys.get(key_id)
+            points = state.history.items() if state else ()
+            out[key_id] = sorted((minute, r, t) for minute, (r, t) in points if minute + 60 > since)
+        return out
+
+    async def footprint(self, key_ids: Sequence[str]) -> dict[str, int]:
+        states = [self._keys[k] for k in key_ids if k in self._keys]
+        return {
+            "window_entries": sum(len(s.entries) for s in states),
+            "inflight": sum(len(s.inflight) for s in states),
+            "history_points": sum(len(s.history) for s in states),
+            "cache_entries": len(self._cache),
+            "events": len(self._events),
+            "claims": len(self._claims),
+        }
+
+    # ------------------------------------------------------------------ coordination
+
+    async def claim(self, name: str, owner: str, *, ttl: float, now: float) -> str:
+        held = self._claims.get(name)
+        if held is not None and held[1] > now:
+            return held[0]
+        self._claims[name] = (owner, now + ttl)
+        return owner
 
     async def ping(self) -> bool:
         return True

@@ -93,3 +93,27 @@ def warnings_logged():
     handle = logger.add(lambda message: records.append(message.record), level="WARNING")
     yield records
     logger.remove(handle)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the whole session (tests use their own key names or flush)."""
+    from servers import RedisServer, binary
+
+    if binary("redis-server") is None:
+        pytest.fail("redis-server is not installed (make test installs it: scripts/ensure-debs.sh)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def webdis_server(redis_server, tmp_path_factory):
+    """A real webdis in front of the session's redis-server."""
+    from servers import WebdisServer, binary
+
+    if binary("webdis") is None:
+        pytest.fail("webdis is not installed (make test installs it: scripts/ensure-debs.sh)")
+    server = WebdisServer(tmp_path_factory.mktemp("webdis"), redis_server.port).start()
+    yield server
+    server.stop()

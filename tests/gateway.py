@@ -88,3 +88,45 @@ def config(providers: list[dict], *, client_keys: list[dict] | None = None, poli
     }
     data.update(extra)
     return data
+
+
+class WorkerProcess:
+    """A ``coo-llm worker`` subprocess on a config file, with its log; ``kill()`` is SIGKILL."""
+
+    def __init__(self, config_path: Path, workdir: Path, *, env: dict | None = None) -> None:
+        self.config_path = config_path
+        self.log_path = workdir / f"worker-{id(self)}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    def start(self, ready=None, timeout: float = 20.0) -> "WorkerProcess":
+        """Start; ``ready()`` (e.g. "arq wrote its health-check key") says when it is polling."""
+        log = open(self.log_path, "ab")
+        command = [sys.executable, "-m", "app.cli", "worker", "--config", str(self.config_path)]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.time() + timeout
+        while ready is not None and time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.logs()}")
+            if ready():
+                return self
+            time.sleep(0.1)
+        if ready is not None:
+            raise RuntimeError(f"worker did not become ready:\n{self.logs()}")
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

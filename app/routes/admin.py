@@ -1,13 +1,24 @@
-"""The admin API (``/admin/v1``): off unless ``server.admin_api_key`` is set; bearer-protected."""
+"""The admin API (``/admin/v1``): off unless ``server.admin_api_key`` is set; bearer-protected.
+
+``GET /config``, ``POST /config/validate``; and for running many processes as one gateway:
+``GET /usage`` (cost roll-ups), ``DELETE /cache`` (purge the response cache), ``GET /queue``
+(the job queue) and ``GET /keys`` (each provider key's windows and per-minute history).
+"""
 
 from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
 
 from sanic import Blueprint, Request
 from sanic.response import json
 
 from app.auth import check_admin
 from app.config import ConfigError, masked_dump, parse_settings
-from app.errors import AuthenticationFailed, NotFound
+from app.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
+from storage import StoreUnavailable
+from storage.base import WINDOW_SECONDS
+from workers.rollup import GROUPS, usage_report
 
 bp = Blueprint("admin", url_prefix="/admin/v1")
 
@@ -35,3 +46,94 @@ async def validate_config(request: Request):
     except ConfigError as error:
         return json({"valid": False, "errors": error.problems})
     return json({"valid": True, "errors": []})
+
+
+# ---------------------------------------------------------------------------------- operations (issue 4)
+
+
+def _storage_unavailable(error: Exception) -> GatewayError:
+    return GatewayError(f"The runtime store is unavailable ({type(error).__name__}); try again shortly.", status=503, code="storage_unavailable")
+
+
+def _timestamp(request: Request, name: str, default: float) -> float:
+    """A query time as unix seconds, or an ISO 8601 date / date-time (UTC unless it has an offset)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be unix seconds or an ISO 8601 date/time, e.g. 2026-01-31T00:00:00Z.", param=name, code="invalid_value") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@bp.get("/usage")
+async def usage(request: Request):
+    """Roll-up totals: ``?from=&to=`` (default: the last 24 h) ``&group_by=client|provider|model|key``."""
+    group_by = request.args.get("group_by") or "provider"
+    if group_by not in GROUPS:
+        raise InvalidRequest(f"'group_by' must be one of {', '.join(GROUPS)}.", param="group_by", code="invalid_value")
+    end = _timestamp(request, "to", time.time())
+    start = _timestamp(request, "from", end - 86400)
+    if start >= end:
+        raise InvalidRequest("'from' must be before 'to'.", param="from", code="invalid_value")
+    if end - start > 400 * 86400:
+        raise InvalidRequest("The range may span at most 400 days.", param="from", code="invalid_value")
+    try:
+        return json(await usage_report(request.app.ctx.store, start=start, end=end, group_by=group_by))
+    except StoreUnavailable as error:
+        raise _storage_unavailable(error) from None
+
+
+@bp.delete("/cache")
+async def purge_cache(request: Request):
+    try:
+        deleted = await request.app.ctx.store.cache_purge()
+    except StoreUnavailable as error:
+        raise _storage_unavailable(error) from None
+    return json({"object": "cache.purge", "deleted": deleted})
+
+
+@bp.get("/queue")
+async def queue(request: Request):
+    """The job queue: depth by state, the next jobs, outcomes per job function, worker health."""
+    try:
+        return json(await request.app.ctx.queue.snapshot())
+    except Exception as error:  # Redis down: say so in the envelope, not with a traceback
+        raise _storage_unavailable(error) from None
+
+
+@bp.get("/keys")
+async def keys(request: Request):
+    """Each provider key's windows now and its per-minute history (``?minutes=``, default 60)."""
+    try:
+        minutes = int(request.args.get("minutes") or 60)
+    except ValueError:
+        minutes = 0
+    if not 0 < minutes <= 24 * 60:
+        raise InvalidRequest("'minutes' must be a whole number from 1 to 1440.", param="minutes", code="invalid_value")
+    ctx = request.app.ctx
+    key_ids = [key.id for pool in ctx.dispatcher.balancer.keys.values() for key in pool]
+    now = time.time()
+    try:
+        states = await ctx.store.key_states(key_ids, window=WINDOW_SECONDS, now=now)
+        history = await ctx.store.key_history(key_ids, since=now - 60 * minutes)
+    except StoreUnavailable as error:
+        raise _storage_unavailable(error) from None
+    data = [
+        {
+            "id": key_id,
+            "window": {"requests": state.requests, "tokens": state.tokens, "inflight": state.inflight},
+            "cooldown_until": state.cooldown_until if state.cooldown_until > now else None,
+            "failures": state.failures,
+            "error_rate": round(state.error_rate, 4),
+            "latency_s": round(state.latency, 4),
+            "history": [{"minute": minute, "requests": r, "tokens": t} for minute, r, t in history.get(key_id, [])],
+        }
+        for key_id, state in states.items()
+    ]
+    return json({"object": "list", "data": data})

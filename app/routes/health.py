@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import json
 
@@ -17,15 +19,24 @@ async def live(request: Request):
 
 @bp.get("/health/ready")
 async def ready(request: Request):
-    """200 when the state store answers and at least one provider has keys; 503 otherwise."""
+    """200 when at least one provider has keys and the state store answers, or is unreachable but
+    the gateway serves on from per-process memory (``"status": "degraded"``); 503 otherwise.
+
+    Degraded stays 200 on purpose: every replica shares the store, so a load balancer that
+    dropped degraded replicas would take the whole gateway down with Redis.
+    """
     ctx = request.app.ctx
     store_ok = await ctx.store.ping()
+    degraded = bool(getattr(ctx.store, "degraded", False))
     providers = {pid: {"keys": len(keys)} for pid, keys in ctx.dispatcher.balancer.keys.items()}
     usable = any(p["keys"] for p in providers.values())
-    ok = store_ok and usable
+    ok = (store_ok or degraded) and usable
+    storage = {"type": ctx.store.name, "ok": store_ok, "shared": ctx.store.shared}
+    if degraded:
+        storage.update(degraded=True, fallback="memory (limits per process until the store is back)")
     body = {
-        "status": "ready" if ok else "not_ready",
-        "storage": {"type": ctx.store.name, "ok": store_ok},
+        "status": ("degraded" if degraded else "ready") if ok else "not_ready",
+        "storage": storage,
         "providers": providers,
     }
     if not usable:
@@ -35,5 +46,11 @@ async def ready(request: Request):
 
 @bp.get("/metrics")
 async def prometheus(request: Request):
+    ctx = request.app.ctx
+    if not getattr(ctx.store, "degraded", False):  # queue depth is read when scraped, never from a dead Redis
+        try:
+            await asyncio.wait_for(ctx.queue.refresh_metrics(), timeout=1.0)
+        except Exception:
+            pass
     body, content_type = metrics.render()
     return HTTPResponse(body, content_type=content_type)

@@ -1,0 +1,359 @@
+"""One contract, every backend: memory, file (SQLite), redis, http (webdis) and a real Redis Cluster.
+
+Each test opens the bare backend (no resilient wrapper) on fresh state and checks the promises of
+``storage.base``: windows (also under concurrency, and across two OS processes for the shared
+backends), expiry, cooldowns, health, the cache, events and roll-ups, compaction and claims.
+Times are passed as ``now``, as the balancer does, so a minute of traffic takes no real minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app.config import RuntimeStorage
+from storage import CacheEntry, Refusal, Reservation, UsageEvent, WindowLimits, open_store
+from storage.usage import fold, plan_buckets
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = ["memory", "file", "redis", "http", "cluster"]
+T0 = 1_800_000_000.0  # a fixed "now" (UTC 2027-01-15 08:00) so buckets and minutes are predictable
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    from servers import RedisCluster, binary
+
+    if binary("redis-server") is None or binary("redis-cli") is None:
+        pytest.fail("redis-server / redis-cli are not installed")
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def storage_config(request, tmp_path) -> RuntimeStorage:
+    kind = request.param
+    if kind == "memory":
+        return RuntimeStorage(type="memory")
+    if kind == "file":
+        return RuntimeStorage(type="file", path=str(tmp_path / "state.db"))
+    if kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        server.flush()
+        return RuntimeStorage(type="redis", url=server.url, timeout=5)
+    if kind == "http":
+        server = request.getfixturevalue("redis_server")
+        server.flush()
+        webdis = request.getfixturevalue("webdis_server")
+        return RuntimeStorage(type="http", url=webdis.url, timeout=5)
+    cluster = request.getfixturevalue("redis_cluster")
+    from servers import redis_command
+
+    for node in cluster.nodes:
+        redis_command(node.port, "FLUSHALL")
+    return RuntimeStorage(type="redis", url=cluster.url, cluster=True, timeout=5)
+
+
+def run_with(config: RuntimeStorage, scenario) -> object:
+    """Run ``scenario(store)`` on a fresh event loop with a freshly opened store, then close it."""
+
+    async def main():
+        store = open_store(config, resilient=False)
+        try:
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+LIMITS = WindowLimits(requests=3, tokens=1000)
+
+
+# ---------------------------------------------------------------------------------- windows
+
+
+def test_request_window_admits_up_to_the_limit_then_says_when_it_frees(storage_config):
+    async def scenario(store):
+        results = [await store.reserve("p#1", tokens=10, limits=LIMITS, now=T0 + i) for i in range(4)]
+        assert [isinstance(r, Reservation) for r in results] == [True, True, True, False]
+        refusal = results[3]
+        assert refusal.reason == "requests"
+        assert refusal.retry_after == pytest.approx(T0 + 60 - (T0 + 3))  # the oldest entry leaves at T0+60
+        # Another key is independent.
+        assert isinstance(await store.reserve("p#2", tokens=10, limits=LIMITS, now=T0 + 3), Reservation)
+        # The oldest entry leaves the window: room again, exactly after it.
+        assert isinstance(await store.reserve("p#1", tokens=10, limits=LIMITS, now=T0 + 59.9), Refusal)
+        assert isinstance(await store.reserve("p#1", tokens=10, limits=LIMITS, now=T0 + 60.0), Reservation)
+
+    run_with(storage_config, scenario)
+
+
+def test_token_window_counts_estimates_and_settle_corrects_them(storage_config):
+    async def scenario(store):
+        limits = WindowLimits(requests=None, tokens=100)
+        first = await store.reserve("p#1", tokens=60, limits=limits, now=T0)
+        refused = await store.reserve("p#1", tokens=50, limits=limits, now=T0 + 1)
+        assert isinstance(first, Reservation)
+        assert isinstance(refused, Refusal) and refused.reason == "tokens"
+        assert refused.retry_after == pytest.approx(59.0)
+        await store.settle(first, tokens=20, failed=False, latency=0.5, now=T0 + 2)  # real usage was smaller
+        second = await store.reserve("p#1", tokens=50, limits=limits, now=T0 + 3)
+        assert isinstance(second, Reservation)
+        states = await store.key_states(["p#1"], window=60, now=T0 + 4)
+        assert (states["p#1"].requests, states["p#1"].tokens, states["p#1"].inflight) == (2, 70, 1)
+        # A request larger than the whole window waits for an empty window, not forever.
+        huge = await store.reserve("p#1", tokens=10_000, limits=limits, now=T0 + 5)
+        assert isinstance(huge, Refusal) and huge.retry_after == pytest.approx(58.0)
+
+    run_with(storage_config, scenario)
+
+
+def test_cooldown_refuses_until_it_ends_and_never_shortens(storage_config):
+    async def scenario(store):
+        await store.cool_down("p#1", T0 + 30)
+        await store.cool_down("p#1", T0 + 10)  # an earlier end does not shorten the rest
+        refusal = await store.reserve("p#1", tokens=1, limits=LIMITS, now=T0 + 5)
+        assert isinstance(refusal, Refusal) and refusal.reason == "cooldown"
+        assert refusal.retry_after == pytest.approx(25.0)
+        assert isinstance(await store.reserve("p#1", tokens=1, limits=LIMITS, now=T0 + 30.01), Reservation)
+        states = await store.key_states(["p#1"], window=60, now=T0 + 31)
+        assert states["p#1"].cooldown_until == pytest.approx(T0 + 30)
+
+    run_with(storage_config, scenario)
+
+
+def test_settle_tracks_failures_error_rate_and_latency(storage_config):
+    async def scenario(store):
+        limits = WindowLimits()
+        counts = []
+        for failed in (True, True, None, False):
+            lease = await store.reserve("p#1", tokens=5, limits=limits, now=T0)
+            counts.append(await store.settle(lease, tokens=5, failed=failed, latency=0.2 if failed is False else None, now=T0))
+        assert counts == [1, 2, 2, 0]  # a client error (None) says nothing about the key
+        state = (await store.key_states(["p#1"], window=60, now=T0))["p#1"]
+        assert state.failures == 0 and state.inflight == 0
+        assert state.error_rate == pytest.approx(0.2 + 0.8 * 0.2 - 0.2 * (0.2 + 0.8 * 0.2))  # EWMA: 1, 1, then 0
+        assert state.latency == pytest.approx(0.2)
+
+    run_with(storage_config, scenario)
+
+
+def test_concurrent_reservations_never_exceed_the_limit(storage_config):
+    async def scenario(store):
+        limits = WindowLimits(requests=10, tokens=None)
+        results = await asyncio.gather(*(store.reserve("p#1", tokens=1, limits=limits, now=T0) for _ in range(60)))
+        return sum(isinstance(r, Reservation) for r in results)
+
+    assert run_with(storage_config, scenario) == 10
+
+
+_RACER = """
+import asyncio, json, sys, time
+from app.config import RuntimeStorage
+from storage import Reservation, WindowLimits, open_store
+config, start, now, keys, attempts = RuntimeStorage(**json.loads(sys.argv[1])), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+async def main():
+    store = open_store(config, resilient=False)
+    await store.ping()
+    await asyncio.sleep(max(0.0, start - time.time()))
+    limits = WindowLimits(requests=5, tokens=None)
+    calls = [store.reserve(f"race#{k}", tokens=1, limits=limits, now=now) for k in range(keys) for _ in range(attempts)]
+    results = await asyncio.gather(*calls)
+    await store.close()
+    print(json.dumps([r.key_id for r in results if isinstance(r, Reservation)]))
+asyncio.run(main())
+"""
+
+
+def test_two_processes_never_both_take_the_last_slot(storage_config):
+    if storage_config.type in ("memory", "file"):
+        pytest.skip(f"{storage_config.type} state is per process by design")
+    start = time.time() + 1.5  # both processes fire at the same moment
+    args = [json.dumps(storage_config.model_dump()), str(start), str(T0), "20", "8"]
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    taken: dict[str, int] = {}
+    for racer in racers:
+        out, err = racer.communicate(timeout=60)
+        assert racer.returncode == 0, err
+        for key_id in json.loads(out):
+            taken[key_id] = taken.get(key_id, 0) + 1
+    # 2 processes x 8 attempts on each of 20 keys with room for 5: exactly 5 per key, never 6.
+    assert taken == {f"race#{k}": 5 for k in range(20)}
+
+
+# ---------------------------------------------------------------------------------- cache
+
+
+def entry(key: str, expires_at: float, body: bytes = b'{"id":"x"}') -> CacheEntry:
+    return CacheEntry(key, body, expires_at, meta={"provider": "p", "cost": 0.5, "request": {"model": "m"}})
+
+
+def test_cache_counts_hits_expires_lists_hot_entries_and_purges(storage_config):
+    async def scenario(store):
+        now = time.time()
+        assert await store.cache_get("a", now=now) is None
+        await store.cache_put(entry("a", now + 100, "{\"é\": 1}".encode()), now=now)
+        await store.cache_put(entry("b", now + 10), now=now)
+        await store.cache_put(entry("c", now + 300), now=now)
+        first = await store.cache_get("a", now=now)
+        assert first.body == "{\"é\": 1}".encode() and first.hits == 1 and first.meta["request"] == {"model": "m"}
+        assert first.expires_at == pytest.approx(now + 100)
+        assert (await store.cache_get("a", now=now)).hits == 2
+        await store.cache_get("b", now=now)
+        await store.cache_get("c", now=now)
+        await store.cache_get("c", now=now)
+        # Hot: at least 2 hits and expiring within 200 s -> only "a" ("c" expires later, "b" has 1 hit).
+        hot = await store.cache_hot(min_hits=2, expiring_before=now + 200, now=now)
+        assert [(e.key, e.hits) for e in hot] == [("a", 2)]
+        # Expired entries are gone.
+        assert await store.cache_get("b", now=now + 11) is None
+        # A put replaces the entry and resets its hits.
+        await store.cache_put(entry("a", now + 100, b"{}"), now=now)
+        assert (await store.cache_get("a", now=now)).hits == 1
+        assert await store.cache_purge() >= 2
+        assert await store.cache_get("a", now=now) is None and await store.cache_get("c", now=now) is None
+
+    run_with(storage_config, scenario)
+
+
+# ---------------------------------------------------------------------------------- usage
+
+
+def event(at: float, **fields) -> UsageEvent:
+    base = dict(client="ck-1", provider="p", key="p#1", model="m", prompt_tokens=10, completion_tokens=5, cost=0.01, status=200, latency_ms=12.5)
+    return UsageEvent(at=at, **{**base, **fields})
+
+
+async def fold_all(store, batch: int = 3) -> int:
+    """What the roll-up job does: fold batches after the stored cursor until none is left."""
+    folded = 0
+    while True:
+        cursor = await store.rollup_cursor()
+        events = await store.read_events(cursor, limit=batch)
+        if not events:
+            return folded
+        assert await store.apply_rollup(fold(e for _, e in events), expected=cursor, cursor=events[-1][0])
+        folded += len(events)
+
+
+def test_events_are_read_in_order_after_a_cursor(storage_config):
+    async def scenario(store):
+        await store.append_events([event(T0 + i, request_id=f"r{i}") for i in range(5)])
+        first = await store.read_events("", limit=2)
+        rest = await store.read_events(first[-1][0], limit=10)
+        assert [e.request_id for _, e in first + rest] == [f"r{i}" for i in range(5)]
+        assert rest[0][1] == event(T0 + 2, request_id="r2")  # every field survives the round trip
+        assert await store.read_events(rest[-1][0], limit=10) == []
+
+    run_with(storage_config, scenario)
+
+
+def test_rollup_folds_once_even_when_two_folders_race(storage_config):
+    async def scenario(store):
+        events = [event(T0 + i * 600, client="ck-1" if i % 2 else "ck-2", cost=0.25, status=200 if i != 3 else 503, cache_hit=i == 4) for i in range(8)]
+        await store.append_events(events)
+        cursor = await store.rollup_cursor()
+        batch = await store.read_events(cursor, limit=100)
+        rollup = fold(e for _, e in batch)
+        # Two workers folded the same batch: only the first one's increments count.
+        assert await store.apply_rollup(rollup, expected=cursor, cursor=batch[-1][0]) is True
+        assert await store.apply_rollup(rollup, expected=cursor, cursor=batch[-1][0]) is False
+        assert await store.read_events(await store.rollup_cursor(), limit=100) == []
+        rows = await store.rollup_rows(plan_buckets(T0, T0 + 86400))
+        totals = {}
+        for dims, values in rows:
+            per_client = totals.setdefault(dims[0], dict.fromkeys(values, 0))
+            for name, value in values.items():
+                per_client[name] = per_client.get(name, 0) + value
+        assert totals["ck-1"]["requests"] == 4 and totals["ck-2"]["requests"] == 4
+        assert totals["ck-1"]["errors"] == 1 and totals["ck-1"]["ok"] == 3
+        assert totals["ck-2"]["cache_hits"] == 1
+        assert totals["ck-1"]["cost_usd"] + totals["ck-2"]["cost_usd"] == pytest.approx(2.0)
+        assert totals["ck-1"]["prompt_tokens"] == 40
+
+    run_with(storage_config, scenario)
+
+
+def test_a_fold_that_crashed_before_applying_is_redone_and_loses_nothing(storage_config):
+    async def scenario(store):
+        await store.append_events([event(T0 + i) for i in range(7)])
+        await store.read_events("", limit=3)  # a worker read a batch, then died before applying it
+        assert await fold_all(store, batch=3) == 7
+        await store.append_events([event(T0 + 10)])
+        assert await fold_all(store, batch=3) == 1
+        rows = await store.rollup_rows([("hour", int(T0 // 3600) * 3600)])
+        assert sum(r["requests"] for _, r in rows) == 8
+        day_rows = await store.rollup_rows([("day", int(T0 // 86400) * 86400)])
+        assert sum(r["cost_usd"] for _, r in day_rows) == pytest.approx(0.08)
+
+    run_with(storage_config, scenario)
+
+
+# ---------------------------------------------------------------------------------- compaction
+
+
+def test_compaction_trims_idle_keys_and_keeps_per_minute_history(storage_config):
+    async def scenario(store):
+        limits = WindowLimits(requests=100, tokens=None)
+        for i in range(6):  # a request every 40 s: at 0, 40, 80, 120, 160 and 200 s
+            lease = await store.reserve("p#1", tokens=10, limits=limits, now=T0 + 40 * i)
+            await store.settle(lease, tokens=7, failed=False, latency=0.1, now=T0 + 40 * i + 1)
+        before = await store.footprint(["p#1"])
+        assert before["window_entries"] == 2 and before["history_points"] == 4  # minutes 0, 1, 2, 3
+        history = (await store.key_history(["p#1"], since=T0))["p#1"]
+        # Minute 0 had two requests; their estimates of 10 tokens were corrected to 7 each.
+        assert history == [(int(T0), 2, 14), (int(T0) + 60, 1, 7), (int(T0) + 120, 2, 14), (int(T0) + 180, 1, 7)]
+        assert (await store.key_history(["p#1"], since=T0 + 150))["p#1"] == history[2:]
+        # The key goes idle; compaction at T0+10min with 3 minutes of history keeps minutes 7..9 only.
+        removed = await store.compact(["p#1"], window=60, history=180, now=T0 + 600)
+        after = await store.footprint(["p#1"])
+        assert after["window_entries"] == 0 and after["inflight"] == 0
+        assert after["history_points"] == 0  # all four minutes are older than 3 minutes
+        assert removed >= 6
+
+    run_with(storage_config, scenario)
+
+
+def test_state_stays_flat_under_constant_load_with_compaction(storage_config):
+    async def scenario(store):
+        keys = [f"flat#{k}" for k in range(4)]
+        limits = WindowLimits(requests=1000, tokens=None)
+        sizes = []
+        for minute in range(24):
+            now = T0 + 60 * minute
+            for k in keys:
+                for i in range(15):
+                    lease = await store.reserve(k, tokens=5, limits=limits, now=now + i)
+                    await store.settle(lease, tokens=4, failed=False, latency=0.1, now=now + i)
+            await store.compact(keys, window=60, history=300, now=now + 30)
+            sizes.append(await store.footprint(keys))
+        return sizes
+
+    sizes = run_with(storage_config, scenario)
+    steady = sizes[8:]
+    assert all(s == steady[0] for s in steady), steady  # the same size minute after minute
+    assert steady[0]["window_entries"] <= 4 * 15 and steady[0]["history_points"] <= 4 * 6
+
+
+# ---------------------------------------------------------------------------------- claims
+
+
+def test_a_claim_has_one_holder_until_it_expires(storage_config):
+    async def scenario(store):
+        now = time.time()
+        owners = await asyncio.gather(*(store.claim("job-1", f"worker-{i}", ttl=0.5, now=now) for i in range(10)))
+        assert len(set(owners)) == 1 and owners[0].startswith("worker-")
+        assert await store.claim("job-2", "web", ttl=30, now=now) == "web"
+        await asyncio.sleep(0.7)
+        assert await store.claim("job-1", "late", ttl=5, now=time.time()) == "late"
+        assert await store.claim("job-2", "worker", ttl=5, now=time.time()) == "web"
+
+    run_with(storage_config, scenario)
