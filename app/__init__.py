@@ -28,7 +28,7 @@ from loguru import logger
 from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import SanicException
 
-from app.accounting import RequestRecord, finish
+from app.accounting import CLIENT_CLOSED, RequestRecord, finish
 from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app import metrics
@@ -157,7 +157,8 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
             return
         response.headers.setdefault("x-request-id", record.request_id)
         if not record.stream and not record.finished:
-            record.status = response.status
+            if record.status != CLIENT_CLOSED:  # a client that hung up got no response to count
+                record.status = response.status
             finish(record)
 
     return app

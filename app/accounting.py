@@ -19,13 +19,20 @@ from app import metrics
 from storage.usage import UsageEvent
 
 
+# Status recorded for a request whose client hung up before its answer (nginx's convention).
+CLIENT_CLOSED = 499
+# Metric label for a model the config does not list: a client may send any name, labels must stay bounded.
+UNLISTED_MODEL = "(unlisted)"
+
+
 @dataclass(slots=True)
 class RequestRecord:
     request_id: str
     started: float = field(default_factory=time.perf_counter)
     route: str = ""
     client: str = ""
-    model: str = ""  # the configured model that served it (never a name the client invented)
+    model: str = ""  # the upstream model that served it
+    model_label: str = ""  # ``model`` for metrics: never a name the client invented
     provider: str = ""
     key_id: str = ""
     status: int = 0
@@ -40,8 +47,9 @@ class RequestRecord:
     error: str | None = None
     finished: bool = False
 
-    def served_by(self, provider: str, key_id: str, model: str) -> None:
+    def served_by(self, provider: str, key_id: str, model: str, listed: bool = True) -> None:
         self.provider, self.key_id, self.model = provider, key_id, model
+        self.model_label = model if listed else UNLISTED_MODEL
 
     def charge(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
         self.prompt_tokens, self.completion_tokens, self.cost = prompt_tokens, completion_tokens, cost
@@ -54,7 +62,7 @@ def finish(record: RequestRecord) -> None:
     record.finished = True
     metrics.INFLIGHT.dec()
     latency = time.perf_counter() - record.started
-    provider, model = record.provider, record.model
+    provider, model = record.provider, record.model_label
     metrics.child(metrics.REQUESTS, provider, model, str(record.status)).inc()
     metrics.child(metrics.REQUEST_LATENCY, provider).observe(latency)
     if record.prompt_tokens or record.completion_tokens:
@@ -67,7 +75,7 @@ def finish(record: RequestRecord) -> None:
         "client": record.client,
         "provider": provider,
         "key_id": record.key_id,
-        "model": model,
+        "model": record.model,
         "status": record.status,
         "latency_ms": round(latency * 1000, 2),
         "prompt_tokens": record.prompt_tokens,

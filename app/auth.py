@@ -32,6 +32,12 @@ def client_key_id(key: str) -> str:
     return "ck-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
+def principal_for(client) -> Principal:
+    """The ``Principal`` a configured client key (``ClientKey``) authenticates as."""
+    allowed = None if client.allowed_providers == "*" else frozenset(client.allowed_providers)
+    return Principal(client_key_id(client.key), client.description, allowed)
+
+
 class Authenticator:
     """Maps ``Authorization: Bearer <key>`` to a ``Principal``; open when no keys are configured."""
 
@@ -39,9 +45,7 @@ class Authenticator:
         self._by_digest: dict[bytes, tuple[bytes, Principal]] = {}
         for client in client_keys:
             digest = hashlib.sha256(client.key.encode()).digest()
-            allowed = None if client.allowed_providers == "*" else frozenset(client.allowed_providers)
-            principal = Principal(client_key_id(client.key), client.description, allowed)
-            self._by_digest[digest] = (digest, principal)
+            self._by_digest[digest] = (digest, principal_for(client))
 
     @property
     def open(self) -> bool:

@@ -119,6 +119,7 @@ class ResponseCache:
         meta = {
             "provider": record.provider,
             "model": record.model,
+            "listed": record.model_label == record.model,
             "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens,
             "cost": record.cost,
@@ -133,12 +134,12 @@ class ResponseCache:
         """A hit costs nothing; what the stored answer cost is recorded as saved."""
         meta = entry.meta
         record.cache_hit = True
-        record.served_by(meta.get("provider", ""), "", meta.get("model", ""))
+        record.served_by(meta.get("provider", ""), "", meta.get("model", ""), meta.get("listed", True))
         record.charge(0, 0, 0.0)
         record.saved = float(meta.get("cost") or 0.0)
         record.attempts = 0
         if record.saved:
-            metrics.child(metrics.CACHE_SAVED, record.provider, record.model).inc(record.saved)
+            metrics.child(metrics.CACHE_SAVED, record.provider, record.model_label).inc(record.saved)
 
 
 def replay_frames(body: bytes, *, include_usage: bool) -> list[bytes]:

@@ -123,11 +123,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def namespace_principal(settings: Settings, namespace: str):
+    """Whom ``coo-llm warm`` answers as: the first client key with that cache namespace (so the
+    warmed entries cover exactly the providers that key may use), or anyone on an open gateway."""
+    from app.auth import ANONYMOUS, client_key_id, principal_for
+
+    for client in settings.api_keys:
+        if namespace in (client.cache_namespace, client_key_id(client.key)):
+            return principal_for(client)
+    return ANONYMOUS if not settings.api_keys and namespace == ANONYMOUS.id else None
+
+
 def cmd_warm(args: argparse.Namespace) -> int:
     """Pre-warm the response cache from a JSONL file of chat requests (one OpenAI request body a line)."""
     import asyncio
 
-    from app.auth import Principal
     from app.errors import GatewayError
     from app.logging import setup_logging
 
@@ -138,7 +148,10 @@ def cmd_warm(args: argparse.Namespace) -> int:
         return 2
     from app.routes.chat import parse_chat
 
-    principal = Principal(args.namespace)
+    principal = namespace_principal(settings, args.namespace)
+    if principal is None:
+        print(f"coo-llm warm: no client key has the cache namespace {args.namespace!r} (a cache_namespace or a ck-... id)", file=sys.stderr)
+        return 2
     calls, bad = [], 0
     with open(args.file, "rb") as lines:
         for number, line in enumerate(lines, 1):

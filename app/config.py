@@ -16,7 +16,6 @@ Imported by web and worker processes alike, so nothing here touches Sanic or the
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -61,16 +60,34 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
-    """Return ``value`` with ``${VAR}`` / ``${VAR:-default}`` expanded in every string, recursively."""
+def expand_env(value: Any, environ: dict[str, str] | None = None, used: dict[str, str] | None = None) -> Any:
+    """Return ``value`` with ``${VAR}`` / ``${VAR:-default}`` expanded in every string, recursively.
+
+    ``used``, when given, collects each variable taken from the environment and its value.
+    """
     env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match) -> str:
+        found = env.get(match.group(1))
+        if found and used is not None:
+            used[match.group(1)] = found
+        return found or (match.group(2) or "")
+
     if isinstance(value, str):
-        return _ENV_PATTERN.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+        return _ENV_PATTERN.sub(substitute, value)
     if isinstance(value, list):
-        return [expand_env(item, env) for item in value]
+        return [expand_env(item, env, used) for item in value]
     if isinstance(value, dict):
-        return {key: expand_env(item, env) for key, item in value.items()}
+        return {key: expand_env(item, env, used) for key, item in value.items()}
     return value
+
+
+def _hide_env_values(problems: list[str], used: dict[str, str]) -> list[str]:
+    """Error text never shows what a variable held (it may be a key): ``${NAME}`` stands for it."""
+    for name, value in sorted(used.items(), key=lambda item: -len(item[1])):
+        if len(value) >= 4:
+            problems = [problem.replace(value, "${" + name + "}") for problem in problems]
+    return problems
 
 
 def parse_duration(value: Any) -> float:
@@ -143,9 +160,6 @@ class Pricing(_Frozen):
 
     input_token_cost: float = Field(default=0.0, ge=0)
     output_token_cost: float = Field(default=0.0, ge=0)
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_token_cost + completion_tokens * self.output_token_cost) / 1000.0
 
 
 class Limits(_Frozen):
@@ -253,9 +267,6 @@ class ClientKey(_Frozen):
         if isinstance(value, str) and value != "*":
             return (value,)
         return value
-
-    def allows(self, provider_id: str) -> bool:
-        return self.allowed_providers == "*" or provider_id in self.allowed_providers
 
 
 class RetryPolicy(_Frozen):
@@ -452,11 +463,6 @@ class Settings(_Frozen):
             return {name: [t] if isinstance(t, str) else t for name, t in value.items()}
         return value
 
-    def provider(self, provider_id: str) -> ProviderConfig | None:
-        for provider in self.llm_providers:
-            if provider.id == provider_id:
-                return provider
-        return None
 
 
 def _cross_check(settings: Settings) -> list[str]:
@@ -537,13 +543,14 @@ def settings_from_data(data: Any, environ: dict[str, str] | None = None) -> Sett
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["(root): must be a mapping of top-level keys"])
+    used: dict[str, str] = {}
     try:
-        settings = Settings.model_validate(expand_env(data, environ))
+        settings = Settings.model_validate(expand_env(data, environ, used))
     except ValidationError as error:
-        raise ConfigError(_readable(error)) from None
+        raise ConfigError(_hide_env_values(_readable(error), used)) from None
     problems = _cross_check(settings)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_hide_env_values(problems, used))
     return settings
 
 
@@ -595,6 +602,3 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
 
     return walk(data)
 
-
-def dumps_masked(settings: Settings) -> str:
-    return json.dumps(masked_dump(settings), indent=2)

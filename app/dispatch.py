@@ -26,10 +26,10 @@ from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from loguru import logger
 
-from adapters import AdapterError, ChatResult, UpstreamError, Usage, adapter_for
+from adapters import AdapterError, ChatResult, UpstreamError, UpstreamRequest, Usage, adapter_for
 from adapters.sse import SSEDecoder, frame
 from app import metrics
-from app.accounting import RequestRecord
+from app.accounting import CLIENT_CLOSED, UNLISTED_MODEL, RequestRecord
 from app.auth import Principal
 from app.errors import (
     GatewayError,
@@ -117,9 +117,7 @@ class Dispatcher:
         """One request, one JSON answer: ``build(adapter, target)`` and ``parse(adapter, body)``
         are the adapter's translators for this kind of request."""
 
-        async def attempt(lease: Lease, remaining: float) -> ChatResult:
-            adapter = adapter_for(lease.target.kind)
-            request = build(adapter, lease.target)
+        async def attempt(lease: Lease, adapter, request, remaining: float) -> ChatResult:
             started = time.perf_counter()
             response = await self.upstream.send(request, self._headers[lease.key.id], timeout=remaining)
             latency = time.perf_counter() - started
@@ -131,12 +129,10 @@ class Dispatcher:
             await self._settle(lease, record, usage, latency)
             return result
 
-        return await self._run(call, record, attempt)
+        return await self._run(call, record, build, attempt)
 
     async def open_stream(self, call: Call, record: RequestRecord) -> "ChatStream":
-        async def attempt(lease: Lease, remaining: float) -> ChatStream:
-            adapter = adapter_for(lease.target.kind)
-            request = adapter.build_chat(call.body, lease.target, stream=True)
+        async def attempt(lease: Lease, adapter, request, remaining: float) -> ChatStream:
             started = time.perf_counter()
             upstream = await self.upstream.open_stream(request, self._headers[lease.key.id], timeout=remaining)
             try:
@@ -150,12 +146,37 @@ class Dispatcher:
             metrics.child(metrics.UPSTREAM_LATENCY, lease.target.provider_id).observe(time.perf_counter() - started)
             return stream
 
-        return await self._run(call, record, attempt)
+        return await self._run(call, record, lambda adapter, target: adapter.build_chat(call.body, target, stream=True), attempt)
 
     # ----------------------------------------------------------------- the attempt loop
 
-    async def _run(self, call: Call, record: RequestRecord, attempt: Callable[[Lease, float], Awaitable[T]]) -> T:
-        targets = self.targets(call.model, call.principal)
+    @staticmethod
+    def _prepare(targets: list[Target], build) -> tuple[list[Target], dict[int, UpstreamRequest]]:
+        """Build the upstream request for every target before any key is reserved.
+
+        A target whose provider cannot honour the request is left out (a fallback group moves on
+        to the next); when none is left the client gets the first target's 400. So a request that
+        would never be sent never takes a slot in a key's window.
+        """
+        usable: list[Target] = []
+        built: dict[int, UpstreamRequest] = {}
+        refusal: AdapterError | None = None
+        for target in targets:
+            try:
+                built[id(target)] = build(adapter_for(target.kind), target)
+            except AdapterError as error:
+                refusal = refusal or error
+                continue
+            usable.append(target)
+        if not usable:
+            raise InvalidRequest(refusal.message, param=refusal.param, code=refusal.code)
+        return usable, built
+
+    async def _run(self, call: Call, record: RequestRecord, build, attempt: Callable[..., Awaitable[T]]) -> T:
+        """The attempt loop. ``build(adapter, target)`` makes the upstream request (pure);
+        ``attempt(lease, adapter, request, timeout)`` sends it and returns the answer, raising
+        ``UpstreamError`` for a failure the balancer should hear about."""
+        targets, requests = self._prepare(self.targets(call.model, call.principal), build)
         prompt_tokens = call.prompt_tokens if call.prompt_tokens is not None else estimate_prompt_tokens(call.body)
         deadline = call.deadline if call.deadline is not None else time.monotonic() + self._retry.timeout
         tried: set[str] = set()
@@ -173,25 +194,30 @@ class Dispatcher:
                 break
             tried.add(lease.key.id)
             record.attempts = number
-            record.served_by(lease.target.provider_id, lease.key.id, lease.target.model)
+            record.served_by(lease.target.provider_id, lease.key.id, lease.target.model, lease.target.listed)
             if last_lease is not None:
                 self._count_retry(last_lease, lease, last)
+            target = lease.target
             try:
-                timeout = min(remaining, lease.target.timeout) if lease.target.timeout else remaining
-                result = await attempt(lease, timeout)
-                metrics.child(metrics.ATTEMPTS, lease.target.provider_id, Outcome.SUCCESS.value).inc()
+                timeout = min(remaining, target.timeout) if target.timeout else remaining
+                result = await attempt(lease, adapter_for(target.kind), requests[id(target)], timeout)
+                metrics.child(metrics.ATTEMPTS, target.provider_id, Outcome.SUCCESS.value).inc()
                 return result
-            except AdapterError as error:
-                await self.balancer.release(lease, Outcome.CLIENT_ERROR, tokens=0)
-                raise InvalidRequest(error.message, param=error.param, code=error.code) from None
             except UpstreamError as error:
-                await self._fail(lease, error, record)
-                if not error.outcome.retryable:
-                    raise self._relay(error) from None
-                last, last_lease = error, lease
+                failure = error
             except asyncio.CancelledError:
+                # The client hung up: the upstream may have done the work, so keep the estimate.
                 await self.balancer.release(lease, Outcome.CLIENT_ERROR, tokens=lease.reservation.tokens)
+                record.charge(lease.prompt_tokens, lease.completion_tokens, target.cost(lease.prompt_tokens, lease.completion_tokens))
+                record.status, record.error = CLIENT_CLOSED, "client_closed"
                 raise
+            except Exception as error:  # an answer the adapter could not read: the upstream's fault
+                logger.opt(exception=error).warning("unreadable upstream answer", request_id=record.request_id, provider=target.provider_id)
+                failure = UpstreamError(Outcome.SERVER_ERROR, None, f"the upstream's answer could not be read ({type(error).__name__})")
+            await self._fail(lease, failure, record)
+            if not failure.outcome.retryable:
+                raise self._relay(failure) from None
+            last, last_lease = failure, lease
             if self._retry.interval and number < self._retry.max_attempts:
                 await asyncio.sleep(min(self._retry.interval, max(0.0, deadline - time.monotonic())))
         raise self._final_error(call.model, targets, record.attempts, last, last_lease, exhausted)
@@ -248,7 +274,7 @@ class Dispatcher:
             if set(exhausted.reasons.values()) == {"no keys"}:
                 providers = ", ".join(sorted(exhausted.reasons))
                 return UpstreamUnavailable(f"No API keys are configured for the providers serving '{model}' ({providers}).", code="no_provider_keys")
-            metrics.child(metrics.NO_CAPACITY, targets[0].model).inc()
+            metrics.child(metrics.NO_CAPACITY, targets[0].model if targets[0].listed else UNLISTED_MODEL).inc()
             return NoCapacity(
                 f"Every key that can serve '{model}' is at its rate limit or cooling down; retry after the indicated time.",
                 retry_after=exhausted.retry_after,

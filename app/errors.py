@@ -4,8 +4,7 @@ Each class knows its HTTP status, its OpenAI error ``type`` and ``code``, so a h
 has to ``raise``; ``envelope()`` renders ``{"error": {"message", "type", "param", "code"}}``.
 
     GatewayError                       500 server_error
-    ├── InvalidRequest                 400 invalid_request_error
-    │   └── UnsupportedParameter       400 invalid_request_error / unsupported_parameter
+    ├── InvalidRequest                 400 invalid_request_error (also 405 method_not_allowed)
     ├── AuthenticationFailed           401 invalid_request_error / invalid_api_key
     ├── PermissionDenied               403 permission_error / provider_not_allowed
     ├── NotFound                       404 invalid_request_error / not_found
@@ -71,10 +70,6 @@ class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
     code = None
-
-
-class UnsupportedParameter(InvalidRequest):
-    code = "unsupported_parameter"
 
 
 class AuthenticationFailed(GatewayError):

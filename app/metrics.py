@@ -67,6 +67,16 @@ QUEUE_DEPTH = Gauge(
 )
 JOBS = Counter("coo_llm_jobs_total", "Background jobs finished, by function and outcome.", ["function", "outcome"])
 JOB_LATENCY = Histogram("coo_llm_job_duration_seconds", "Run time of background jobs.", ["function"], buckets=LATENCY_BUCKETS)
+# The two above count the jobs run by this process. With arq the jobs run in worker processes, so
+# web processes also publish every worker's totals, read from Redis when /metrics is scraped.
+QUEUE_JOBS = Gauge(
+    "coo_llm_queue_jobs_finished", "Jobs finished by all workers (from Redis), by function and outcome.",
+    ["function", "outcome"], multiprocess_mode="max",
+)
+QUEUE_JOB_SECONDS = Gauge(
+    "coo_llm_queue_job_seconds", "Total run time of jobs finished by all workers (from Redis), by function.",
+    ["function"], multiprocess_mode="max",
+)
 DEFERRED = Counter(
     "coo_llm_deferred_requests_total",
     "Requests handed to the queue-backed retry, by result: completed, failed, timed_out or not_queued.", ["result"],

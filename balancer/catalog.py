@@ -43,13 +43,14 @@ class Target:
     drop_params: tuple[str, ...] = ()
     timeout: float | None = None
     rank: int = 0
+    listed: bool = True  # False for a ``provider:model`` the config does not list (any name a client sends)
     default_max_tokens: int | None = None  # sent when the client gives none (providers that need one)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input_cost + completion_tokens * self.output_cost) / 1000.0
 
 
-def target_for(provider, model: str, rank: int = 0) -> Target:
+def target_for(provider, model: str, rank: int = 0, *, listed: bool = True) -> Target:
     """Build a ``Target`` from a ``ProviderConfig``."""
     return Target(
         provider_id=provider.id,
@@ -106,7 +107,7 @@ class Catalog:
         provider = self._providers.get(provider_id) if sep and upstream_model else None
         if provider is None:
             return ()
-        target = target_for(provider, upstream_model)
+        target = target_for(provider, upstream_model, listed=upstream_model in provider.all_models)
         if upstream_model in provider.all_models:  # only listed models are worth remembering
             self._qualified[model] = target
         return (target,)

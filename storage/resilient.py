@@ -5,11 +5,12 @@ never failed.
 fails or times out, the store turns *degraded*:
 
 1. It logs one warning, and calls ``on_state(True)`` (the app counts the fallback in a metric).
-2. Calls on the request path (windows, health, cache, claims) are answered by a per-process
+2. Calls on the request path (windows, health, cache) are answered by a per-process
    ``MemoryStore`` from then on, so limits hold per process, not across processes; requests
    never wait on the dead store. Usage events are buffered (up to ``max_pending`` of them).
-3. Background calls (roll-ups, compaction, warming, cache purge, history) raise
-   ``StoreUnavailable``: they retry on their next run.
+3. Background calls (roll-ups, compaction, warming, cache purge, history) and job claims raise
+   ``StoreUnavailable``: they retry on their next run (a claim must never be granted by two
+   stores at once).
 4. A probe pings the primary every ``probe_interval`` seconds. When it answers, the buffered
    events are written to it, the store turns healthy again (one log line, ``on_state(False)``)
    and calls go to the primary again.
@@ -173,7 +174,11 @@ class ResilientStore:
         return await self._either("cache_put", entry, **kwargs)
 
     async def claim(self, name: str, owner: str, **kwargs: Any) -> str:
-        return await self._either("claim", name, owner, **kwargs)
+        """Claims decide who runs a job, so only the shared store can grant one: while it is
+        unreachable this raises ``StoreUnavailable`` rather than let two processes both win."""
+        if self.degraded:
+            raise StoreUnavailable(f"runtime store {self.name} unavailable (degraded)")
+        return await self._primary("claim", name, owner, **kwargs)
 
     async def append_events(self, events: Sequence[UsageEvent]) -> None:
         if not self.degraded:

@@ -33,11 +33,6 @@ def fake(upstream):
 
 
 @pytest.fixture(scope="module")
-def module_upstream(upstream):
-    return upstream
-
-
-@pytest.fixture(scope="module")
 def start_gateway(tmp_path_factory):
     """Start gateways for a module; all are stopped when the module ends."""
     started: list[Gateway] = []

@@ -30,12 +30,19 @@ def gw(start_gateway, upstream):
             provider("bad", upstream.url, ["e1", "e2"], models=["gpt-bad"]),
             provider("first", upstream.url, ["g1"], models=["gpt-g"]),
             provider("second", upstream.url, ["h1"], models=["gpt-g"]),
+            provider("garbled", upstream.url, ["n1", "n2"], models=["gpt-garbled"]),
+            provider("claude", upstream.url, ["an1"], type="anthropic", models=["claude-x"], limits={"req_per_min": 1}),
+            provider("oa2", upstream.url, ["o1"], models=["gpt-o"]),
         ],
         client_keys=[
             {"key": "client-key", "allowed_providers": "*"},
             {"key": "second-only", "allowed_providers": ["second"]},
         ],
-        model_aliases={"resilient": ["dead:gpt-dead", "live:gpt-live"], "group": ["first:gpt-g", "second:gpt-g"]},
+        model_aliases={
+            "resilient": ["dead:gpt-dead", "live:gpt-live"],
+            "group": ["first:gpt-g", "second:gpt-g"],
+            "any-n": ["claude:claude-x", "oa2:gpt-o"],
+        },
         policy={"algorithm": "round_robin", "retry": {"max_attempts": 3, "timeout": "10s"}},
     )
     return start_gateway(cfg)
@@ -128,6 +135,25 @@ def test_allowed_providers_filter_a_fallback_group(gw, fake):
     assert fake.calls == {"h1": 3}
     ask(openai_client(gw), "group")
     assert fake.calls == {"h1": 3, "g1": 1}  # everyone else gets the group's first choice
+
+
+def test_an_unreadable_answer_fails_over_and_frees_the_key(client, fake):
+    garbled = Step(body={"id": "x", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": "lots"}})
+    fake.script("n1", garbled)
+    served = ask(client, "gpt-garbled")
+    assert served.headers["x-coo-llm-key"] == "garbled#2" and served.headers["x-coo-llm-attempts"] == "2"
+    assert fake.calls == {"n1": 1, "n2": 1}
+
+
+def test_a_request_a_provider_cannot_honour_takes_no_slot_and_falls_back(client, fake):
+    for _ in range(3):  # Anthropic cannot return n=2 choices: 400 before any key is reserved
+        with pytest.raises(openai.BadRequestError) as caught:
+            ask(client, "claude-x", n=2)
+        assert caught.value.response.json()["error"]["param"] == "n"
+    assert ask(client, "claude-x").headers["x-coo-llm-provider"] == "claude"  # its one slot was still free
+    # In a fallback group, a target that cannot honour the request is passed over.
+    assert ask(client, "any-n", n=2).headers["x-coo-llm-provider"] == "oa2"
+    assert fake.calls == {"an1": 1, "o1": 1}
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -150,8 +151,10 @@ def test_masked_dump_hides_every_secret():
     assert "team a" in text and "****0002" in text
 
 
-def run_check(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", "check", "--config", str(path)], cwd=ROOT, capture_output=True, text=True)
+def run_check(path: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "check", "--config", str(path)], cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env}
+    )
 
 
 def test_check_command_exit_codes(tmp_path):
@@ -171,7 +174,13 @@ def test_shipped_configs_are_valid():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         if path.name.startswith(("prometheus", "grafana")):
             continue
-        assert run_check(path).returncode == 0, path
+        assert run_check(path, COO_CLIENT_KEY="client").returncode == 0, path
+
+
+def test_scale_out_config_refuses_to_start_open():
+    result = run_check(ROOT / "configs" / "redis.yaml", COO_CLIENT_KEY="")
+    assert result.returncode == 1
+    assert "api_keys[0].key: is empty (is its environment variable set?)" in result.stderr
 
 
 def readme_yaml_blocks() -> list[str]:
@@ -187,3 +196,15 @@ def test_readme_full_example_config_is_valid():
     for block in blocks:
         settings = parse_settings(block, env)
         assert settings.llm_providers
+
+
+def test_errors_never_show_what_an_environment_variable_holds():
+    env = {"OPENAI_API_KEY": "sk-very-secret-value-123", "SHORT": "abc"}
+    data = {
+        **MINIMAL,
+        "api_keys": [{"key": "client", "allowed_providers": ["${OPENAI_API_KEY}"]}],
+        "model_aliases": {"x": "${OPENAI_API_KEY}:m"},
+    }
+    problems = problems_of(data, env)
+    assert "api_keys[0].allowed_providers: unknown provider '${OPENAI_API_KEY}'" in problems
+    assert not any("sk-very-secret" in problem for problem in problems)

@@ -73,7 +73,8 @@ def test_queue_endpoint_reports_outcomes(gw):
 
 
 def test_usage_endpoint_validates_its_parameters(gw):
-    bad = [({"group_by": "colour"}, "group_by"), ({"from": "yesterday"}, "from"), ({"from": "2026-01-02", "to": "2026-01-01"}, "from")]
+    bad = [({"group_by": "colour"}, "group_by"), ({"from": "yesterday"}, "from"), ({"from": "2026-01-02", "to": "2026-01-01"}, "from"),
+           ({"from": "nan"}, "from"), ({"to": "inf"}, "to")]
     for params, param in bad:
         response = httpx.get(gw.url + "/admin/v1/usage", params=params, headers=ADMIN)
         assert response.status_code == 400 and response.json()["error"]["param"] == param

@@ -185,5 +185,6 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck_and_the_procfile_entry_p
 
 
 def test_the_scale_out_example_config_is_valid():
-    done = subprocess.run([sys.executable, "-m", "app.cli", "check", "--config", str(ROOT / "configs/redis.yaml")], cwd=ROOT, capture_output=True, text=True)
+    env = {**os.environ, "COO_CLIENT_KEY": "client"}
+    done = subprocess.run([sys.executable, "-m", "app.cli", "check", "--config", str(ROOT / "configs/redis.yaml")], cwd=ROOT, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr

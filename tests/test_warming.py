@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 
+import httpx
 import pytest
 
 from conftest import openai_client
@@ -58,6 +59,10 @@ def test_warming_obeys_key_limits(gw, fake):
     ask(gw, "tight-model", prompt)
     time.sleep(4.5)
     assert fake.count("TIGHT1") == 1  # hot, but the key had no room: no refresh was sent
+    # ...and not because warming never ran: it tried, and the key's window refused it. (The
+    # clients' 2nd and 3rd asks were cache hits, so only warming can have met the full window.)
+    refusals = [line for line in httpx.get(gw.url + "/metrics").text.splitlines() if line.startswith('coo_llm_no_capacity_total{model="tight-model"}')]
+    assert refusals and float(refusals[0].rsplit(" ", 1)[1]) >= 1
 
 
 def test_warm_command_prewarms_entries_that_traffic_then_hits(start_gateway, upstream, redis_server, fake, tmp_path):

@@ -231,6 +231,12 @@ class ArqQueue:
         snap = await self.snapshot()
         for state in ("ready", "deferred", "in_progress"):
             metrics.child(metrics.QUEUE_DEPTH, state).set(snap[state])
+        for field, value in (await RedisStats(self.redis).read()).items():
+            function, _, outcome = field.rpartition(":")
+            if outcome == "seconds":
+                metrics.child(metrics.QUEUE_JOB_SECONDS, function).set(value)
+            else:
+                metrics.child(metrics.QUEUE_JOBS, function, outcome).set(value)
 
     async def close(self) -> None:
         await self.redis.aclose(close_connection_pool=True)

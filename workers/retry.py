@@ -100,6 +100,7 @@ def _served(record: RequestRecord) -> dict:
         "provider": record.provider,
         "key_id": record.key_id,
         "model": record.model,
+        "listed": record.model_label == record.model,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "cost": record.cost,
@@ -112,8 +113,11 @@ def _served(record: RequestRecord) -> dict:
 async def deferred_chat(ctx: dict, payload: dict) -> dict:
     job = ctx["coo"]
     job_id, deadline = payload["job_id"], payload["deadline"]
-    holder = await job.store.claim(run_claim(job_id), job.worker_id, ttl=max(60.0, deadline - time.time() + 600), now=time.time())
-    if holder != job.worker_id:
+    # A fresh owner per run: if arq hands this job out again (even to this same process after a
+    # reconnect), the earlier run's claim makes this one stand down.
+    owner = f"{job.worker_id}:{uuid.uuid4().hex[:12]}"
+    holder = await job.store.claim(run_claim(job_id), owner, ttl=max(60.0, deadline - time.time() + 600), now=time.time())
+    if holder != owner:
         outcome = "cancelled" if holder == CANCELLED else "skipped"
         logger.info("deferred request not run", job_id=job_id, held_by=holder, outcome=outcome)
         return {"outcome": outcome, "ok": False}
@@ -167,7 +171,18 @@ class Deferrer:
                 raise
             return await self._defer(call, record, error)
 
+    async def _cancel(self, job_id: str) -> str | None:
+        """Claim the job as cancelled so no worker runs it; the claim's holder (None: unknown)."""
+        try:
+            return await self.store.claim(run_claim(job_id), CANCELLED, ttl=600.0, now=time.time())
+        except Exception as failure:
+            logger.warning("could not cancel a deferred request", job_id=job_id, error=repr(failure))
+            return None
+
     async def _defer(self, call: Call, record: RequestRecord, error: GatewayError) -> ChatResult:
+        if getattr(self.store, "degraded", False):  # the queue lives in the same Redis: do not wait on it
+            metrics.child(metrics.DEFERRED, "not_queued").inc()
+            raise error
         remaining = call.deadline - time.monotonic()
         wait = next_delay(error.retry_after, 0)
         if wait + MIN_RUN >= remaining:
@@ -184,16 +199,18 @@ class Deferrer:
             metrics.child(metrics.DEFERRED, "not_queued").inc()
             raise error from None
         record.deferred = job_id
-        result = await self.queue.result(job_id, timeout=max(0.0, deadline - time.time()))
-        if result is None:
-            holder = await self.store.claim(run_claim(job_id), CANCELLED, ttl=600.0, now=time.time())
-            if holder != CANCELLED:  # a worker is running it; its attempts end by the deadline
-                result = await self.queue.result(job_id, timeout=GRACE)
+        try:
+            result = await self.queue.result(job_id, timeout=max(0.0, deadline - time.time()))
+        except asyncio.CancelledError:  # the client left: nobody waits for this job any more
+            await asyncio.shield(self._cancel(job_id))
+            raise
+        if result is None and await self._cancel(job_id) != CANCELLED:
+            result = await self.queue.result(job_id, timeout=GRACE)  # a worker is running it; its attempts end by the deadline
         if result is None or not (result.get("ok") or "status" in result):  # none, or a job that did not run
             metrics.child(metrics.DEFERRED, "timed_out").inc()
             raise error
         if result.get("provider"):
-            record.served_by(result["provider"], result["key_id"], result["model"])
+            record.served_by(result["provider"], result["key_id"], result["model"], result.get("listed", True))
             record.charge(result["prompt_tokens"], result["completion_tokens"], result["cost"])
         record.attempts += result.get("attempts", 0)
         if not result["ok"]:

@@ -82,7 +82,8 @@ async def prewarm(job, calls: list[Call], *, namespace: str, ttl: float | None =
     warmed = failed = 0
     for call in calls:
         targets = job.dispatcher.targets(call.model, call.principal)
-        request = {"body": call.body, "model": call.model, "namespace": namespace, "client": WARMING_CLIENT, "allowed": None, "max_tokens": call.max_tokens}
+        allowed = None if call.principal.allowed is None else sorted(call.principal.allowed)
+        request = {"body": call.body, "model": call.model, "namespace": namespace, "client": WARMING_CLIENT, "allowed": allowed, "max_tokens": call.max_tokens}
         key = cache_key(targets, call.body, namespace)
         give_up = time.monotonic() + max_wait
         while True:

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import math
+
 import time
 from datetime import datetime, timezone
 
@@ -61,9 +63,13 @@ def _timestamp(request: Request, name: str, default: float) -> float:
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        seconds = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):  # nan, inf: not a moment
+            raise InvalidRequest(f"'{name}' must be a finite number of unix seconds or an ISO 8601 date/time.", param=name, code="invalid_value")
+        return seconds
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
