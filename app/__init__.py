@@ -14,11 +14,13 @@
    when they end), records the request: metrics and one access log line.
 
 Per process, ``before_server_start`` opens the state store, the upstream session and the
-dispatcher on ``app.ctx``; ``after_server_stop`` closes them.
+dispatcher on ``app.ctx`` and starts the event-loop lag watcher (``app.looplag``);
+``after_server_stop`` closes them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -29,6 +31,7 @@ from sanic.exceptions import SanicException
 from app.accounting import RequestRecord, finish
 from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+from app.looplag import watch_loop_lag
 from app import metrics
 from app.routes import admin, chat, health, models
 
@@ -85,9 +88,11 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         app.ctx.upstream = UpstreamClient()
         await app.ctx.upstream.start()
         app.ctx.dispatcher = Dispatcher(settings, app.ctx.store, app.ctx.upstream)
+        app.ctx.loop_lag = asyncio.get_running_loop().create_task(watch_loop_lag())
 
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:
+        app.ctx.loop_lag.cancel()
         await app.ctx.upstream.close()
         await app.ctx.store.close()
 

@@ -43,6 +43,10 @@ COOLDOWN_UNTIL = Gauge(
 )
 NO_CAPACITY = Counter("coo_llm_no_capacity_total", "Requests refused because no key had room.", ["model"])
 INFLIGHT = Gauge("coo_llm_inflight_requests", "Requests being handled now.", multiprocess_mode="livesum")
+EVENT_LOOP_LAG = Histogram(
+    "coo_llm_event_loop_lag_seconds", "How late the event loop woke a periodic timer (see app.looplag); large means blocked.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 _children: dict[tuple, object] = {}
 
