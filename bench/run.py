@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -314,21 +314,25 @@ def _os_name() -> str:
     return platform.system()
 
 
-def run(rows: list[Row], phases: Phases, workdir: Path, *, pin: bool) -> dict:
+def run(rows: list[Row], phases: Phases, workdir: Path, *, pin: bool, repeat: int = 1) -> dict:
     bench = Run(phases, workdir, pin=pin)
     missing = [name for name, path in (("nginx", bench.nginx), ("wrk", bench.wrk)) if not path]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `make bench` (it installs them) or apt-get install {' '.join(missing)}")
     started = dt.datetime.now(dt.timezone.utc)
-    results: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {row.id: [] for row in rows}
     bench.start_mock()
     try:
-        for row in rows:
-            say(f"row {row.id}: {row.label}")
-            results[row.id] = bench.measure_row(row)
-            status = results[row.id]["status"]
-            rps = (results[row.id].get("c32") or {}).get("rps")
-            say(f"row {row.id}: {status}" + (f", {rps:,.0f} RPS at {CONNECTIONS} connections" if rps else f" ({results[row.id].get('reason')})"))
+        for number in range(1, repeat + 1):
+            for row in rows:
+                if runs[row.id] and runs[row.id][-1]["status"] == "skipped":
+                    continue
+                say(f"row {row.id}: {row.label}" + (f" (pass {number}/{repeat})" if repeat > 1 else ""))
+                result = bench.measure_row(row)
+                runs[row.id].append(result)
+                rps = (result.get("c32") or {}).get("rps")
+                say(f"row {row.id}: {result['status']}" + (f", {rps:,.0f} RPS at {CONNECTIONS} connections" if rps else f" ({result.get('reason')})"))
+        results = {row_id: stats.median_run(row_runs) for row_id, row_runs in runs.items()}
         for result in results.values():
             result.update(stats.added_latency(results, result))
         extra = {}
@@ -350,6 +354,7 @@ def run(rows: list[Row], phases: Phases, workdir: Path, *, pin: bool) -> dict:
             "load_cpu": LOAD_CPU if pin else None,
             "connections": CONNECTIONS,
             "phases": phases.__dict__ | {"rss_checkpoints": list(phases.rss_checkpoints)},
+            "repeat": repeat,
             "gateway": "auth on, metrics on, JSON request log on, hybrid balancing over 2 keys",
         },
         "rows": list(results.values()),
@@ -364,6 +369,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", default="", help=f"comma-separated row ids (default all): {', '.join(r.id for r in ROWS)}")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON (default bench/results/latest.json)")
     parser.add_argument("--save", default="", metavar="SHORT-DESC", help="also write bench/results/<date>-<SHORT-DESC>.json")
+    parser.add_argument("--repeat", type=int, default=1, help="measure every row N times, interleaved; report each row's median pass")
+    parser.add_argument("--seconds", type=int, default=0, help="seconds of each measured phase (default 10 at 1 connection, 15 at 32)")
     parser.add_argument("--keep-work", action="store_true", help="keep configs and logs under bench/.work/")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     return parser.parse_args(argv)
@@ -382,7 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = ROOT / "bench" / ".work" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        result = run(rows, QUICK if args.quick else FULL, workdir, pin=pin)
+        phases = QUICK if args.quick else FULL
+        if args.seconds > 0:
+            phases = replace(phases, c1_s=args.seconds, c32_s=args.seconds)
+        result = run(rows, phases, workdir, pin=pin, repeat=max(1, args.repeat))
     finally:
         if not args.keep_work:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -27,6 +27,20 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def median_run(runs: list[dict]) -> dict:
+    """One row measured in several passes, as one result: the pass with the median RPS at 32
+    connections, with every pass's RPS and CPU listed under ``passes``. Any pass that is not
+    ``ok`` (invalid, failed, skipped) decides the row: one bad pass invalidates it."""
+    bad = [run for run in runs if run.get("status") != "ok"]
+    if bad:
+        return bad[0]
+    ordered = sorted(runs, key=lambda run: run["c32"]["rps"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        chosen["passes"] = [{"rps": run["c32"]["rps"], "cpu_us_per_request": run.get("cpu_us_per_request")} for run in runs]
+    return chosen
+
+
 def _get(rows: dict[str, dict], row: str, *path: str) -> float | None:
     node = rows.get(row)
     if not node or node.get("status") != "ok":

@@ -247,3 +247,14 @@ def test_gateway_configs_are_valid_and_run_as_the_issue_asks():
         assert len(settings.llm_providers[0].api_keys) == 2, "balancing over 2 keys"
         assert settings.logging.level == "INFO"
         assert settings.storage.runtime.type == row.storage
+
+
+def test_median_run_picks_the_median_pass_and_any_bad_pass_decides():
+    runs = [ok_row("m", rps=r, cpu_us_per_request=c) for r, c in ((300, 30), (100, 10), (200, 20))]
+    chosen = stats.median_run(runs)
+    assert chosen["c32"]["rps"] == 200 and chosen["cpu_us_per_request"] == 20
+    assert [p["rps"] for p in chosen["passes"]] == [300, 100, 200]
+    assert stats.median_run(runs[:2])["c32"]["rps"] == 100  # even count: the lower middle
+    assert "passes" not in stats.median_run(runs[:1])
+    broken = {"id": "m", "status": "invalid", "reason": "2 failed or non-2xx responses"}
+    assert stats.median_run(runs + [broken]) is broken
