@@ -2,7 +2,7 @@
 
     python -m bench.profile [--row memory-1w] [--seconds 15] [--quick]
 
-Starts the nginx mock and one gateway row exactly as ``bench.run`` does (same config, same
+Starts the nginx mock and one gateway row (or the bare proxy, for comparison) exactly as ``bench.run`` does (same config, same
 pinning), warms it up, then samples it with py-spy twice while wrk keeps 32 connections busy:
 once writing the flame graph SVG (``bench/results/profile-<row>.svg``), once writing collapsed
 stacks (kept beside the SVG as ``.collapsed.txt``), which ``bench.flame`` sums into the Markdown
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="", help="SVG path (default bench/results/profile-<row>.svg)")
     args = parser.parse_args(argv)
     row = BY_ID.get(args.row)
-    if row is None or row.kind != "gateway":
-        raise SystemExit(f"--row must be a gateway row: {', '.join(r.id for r in BY_ID.values() if r.kind == 'gateway')}")
+    if row is None or row.kind == "direct":
+        raise SystemExit(f"--row must be bare-proxy or a gateway row: {', '.join(r.id for r in BY_ID.values() if r.kind != 'direct')}")
     seconds = 3 if args.quick else args.seconds
     svg = Path(args.out) if args.out else RESULTS / f"profile-{row.id}.svg"
     svg.parent.mkdir(parents=True, exist_ok=True)
@@ -74,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     gateway = None
     bench.start_mock()
     try:
-        config = gateway_config(row, mock_url=bench.mock_url, redis_url=None)
-        if row.storage != "memory":
-            raise SystemExit("profile runs memory rows only (it starts no Redis)")
-        lacking = missing_feature(config)
-        if lacking:
-            raise SystemExit(f"row {row.id} cannot run in this build: {lacking}")
+        config = None
+        if row.kind == "gateway":
+            if row.storage != "memory":
+                raise SystemExit("profile runs memory rows only (it starts no Redis)")
+            config = gateway_config(row, mock_url=bench.mock_url, redis_url=None)
+            lacking = missing_feature(config)
+            if lacking:
+                raise SystemExit(f"row {row.id} cannot run in this build: {lacking}")
         gateway, port = bench.start_target(row, config)
         problem, _ = bench.preflight(row, port)
         if problem:
