@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from loguru import logger
-
 from app import metrics
+from app.logging import info_line
 
 
 @dataclass(slots=True)
@@ -74,4 +73,4 @@ def finish(record: RequestRecord) -> None:
         fields["cache_hit"] = True
     if record.error:
         fields["error"] = record.error
-    logger.info("request", **fields)
+    info_line("request", fields)
