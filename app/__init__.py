@@ -11,7 +11,8 @@
 4. ``render_error`` (exception handler): any exception becomes an OpenAI error envelope with its
    status; unexpected ones are logged with a traceback and answered as a bare 500.
 5. ``end_request`` (app, on response): adds ``x-request-id`` and, except for streams (which do it
-   when they end), records the request: metrics and one access log line.
+   when they end), has the request recorded (metrics and one access log line) right after the
+   response is written.
 
 Per process, ``before_server_start`` opens the state store, the upstream session and the
 dispatcher on ``app.ctx``, starts the event-loop lag watcher (``app.looplag``) and tunes the
@@ -180,7 +181,8 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         response.headers.setdefault("x-request-id", record.request_id)
         if not record.stream and not record.finished:
             record.status = response.status
-            finish(record)
+            # Metrics and the log line once the response is on its way: the client does not wait.
+            asyncio.get_running_loop().call_soon(finish, record)
 
     if app.ctx.authenticator.open:
         logger.warning("OPEN ACCESS: no api_keys configured, any client can use this gateway and its provider keys")
