@@ -37,7 +37,10 @@ def median_run(runs: list[dict]) -> dict:
     ordered = sorted(runs, key=lambda run: run["c32"]["rps"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     if len(runs) > 1:
-        chosen["passes"] = [{"rps": run["c32"]["rps"], "cpu_us_per_request": run.get("cpu_us_per_request")} for run in runs]
+        chosen["passes"] = [
+            {"rps": run["c32"]["rps"], "cpu_us_per_request": run.get("cpu_us_per_request"), "c1_p50_ms": (run.get("c1") or {}).get("p50_ms")}
+            for run in runs
+        ]
     return chosen
 
 
