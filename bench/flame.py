@@ -119,18 +119,24 @@ def summarize(stacks: list[tuple[list[Frame], int]]) -> Summary:
 
 
 def report(summary: Summary, *, top: int = 25) -> str:
-    """Markdown: self time by area, then the top functions by self and by inclusive time."""
+    """Markdown: self time by area, the top functions by self time, and coo-llm's own functions by
+    inclusive time (entry frames on every stack, such as the CLI, left out)."""
     total = summary.samples or 1
 
-    def rows(counter: Counter) -> str:
+    def rows(items) -> str:
         lines = ["| share | samples | where |", "|---|---|---|"]
-        for name, count in counter.most_common(top):
+        for name, count in items:
             lines.append(f"| {100 * count / total:.1f}% | {count} | `{name}` |")
         return "\n".join(lines)
 
+    ours = [
+        (name, count)
+        for name, count in summary.inclusive_by_function.most_common()
+        if area(name.rpartition(" (")[2].rstrip(")")).startswith("coo-llm") and count < 0.95 * total
+    ][:top]
     return (
         f"{summary.samples} samples (CPU only: py-spy leaves out a loop idle in epoll)\n\n"
-        f"### Self time by area\n\n{rows(summary.self_by_area)}\n\n"
-        f"### Top functions by self time\n\n{rows(summary.self_by_function)}\n\n"
-        f"### Top functions by inclusive time\n\n{rows(summary.inclusive_by_function)}\n"
+        f"### Self time by area\n\n{rows(summary.self_by_area.most_common())}\n\n"
+        f"### Top functions by self time\n\n{rows(summary.self_by_function.most_common(top))}\n\n"
+        f"### coo-llm functions by inclusive time\n\n{rows(ours)}\n"
     )

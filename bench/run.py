@@ -356,6 +356,7 @@ def run(rows: list[Row], phases: Phases, workdir: Path, *, pin: bool, repeat: in
             "phases": phases.__dict__ | {"rss_checkpoints": list(phases.rss_checkpoints)},
             "repeat": repeat,
             "gateway": "auth on, metrics on, JSON request log on, hybrid balancing over 2 keys",
+            "python_unbuffered": bool(os.environ.get("PYTHONUNBUFFERED")),  # unbuffered stderr: a write per log line
         },
         "rows": list(results.values()),
         **extra,
