@@ -140,7 +140,7 @@ class Service:
         assert self.process is not None
         return self.process.pid  # taskset execs the command: same pid
 
-    def start(self, ready: Callable[[], bool], timeout: float = 30.0) -> "Service":
+    def start(self, ready: Callable[[], bool], timeout: float = 60.0) -> "Service":
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(self.command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         log.close()
@@ -152,7 +152,7 @@ class Service:
                 return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"{self.name} was not ready after {timeout:.0f}s: {self.log_tail()}")
+        raise RuntimeError(f"{self.name} (pid {self.pid}) was not ready after {timeout:.0f}s; log: {self.log_tail() or '(empty)'}")
 
     def pids(self) -> list[int]:
         return process_tree(self.pid) if self.process and self.process.poll() is None else []

@@ -172,10 +172,19 @@ class Run:
                 lacking = missing_feature(config)
                 if lacking:
                     return {**result, "status": "skipped", "reason": lacking}
-            target, port = self.start_target(row, config)
+            note = None
+            try:
+                target, port = self.start_target(row, config)
+            except RuntimeError as error:  # seen once in a long run on this shared machine: retry once, say so
+                note = f"started on the second try (first: {error})"[:300]
+                say(f"row {row.id}: {note}")
+                target, port = self.start_target(row, config, tag="-retry")
             if target is not self.mock:
                 started.append(target)
-            return {**result, **self._measure(row, target, port)}
+            measured = self._measure(row, target, port)
+            if note:
+                measured["note"] = note
+            return {**result, **measured}
         except Exception as error:  # noqa: BLE001 - one broken row must not lose the others
             return {**result, "status": "failed", "reason": f"{type(error).__name__}: {error}"[:600]}
         finally:
