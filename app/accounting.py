@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from app import metrics
+from app.logging import info_line
 from storage.usage import UsageEvent
 
 
@@ -91,7 +92,7 @@ def finish(record: RequestRecord) -> None:
         fields["saved_usd"] = round(record.saved, 8)
     if record.error:
         fields["error"] = record.error
-    logger.info("request", **fields)
+    info_line("request", fields)
     if _sink is not None and record.route.startswith("/v1/") and not record.route.startswith("/v1/models"):
         _sink.add(usage_event(record, latency))
 

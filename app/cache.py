@@ -175,6 +175,12 @@ class StreamAssembler:
         self.failed = False
 
     def feed(self, piece: bytes) -> None:
+        """Take what was sent to the client: one or more whole SSE frames."""
+        for frame_bytes in piece.split(b"\n\n"):
+            if frame_bytes:
+                self._feed_frame(frame_bytes)
+
+    def _feed_frame(self, piece: bytes) -> None:
         if self.failed or not piece.startswith(b"data: "):
             return
         data = piece[6:].strip()

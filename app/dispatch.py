@@ -296,8 +296,10 @@ class Dispatcher:
 
 class ChatStream:
     """An upstream stream being relayed. ``prime()`` (inside the attempt loop) reads until the
-    first frame exists; iterating then yields every frame, ending with the usage chunk (if asked)
-    and ``[DONE]``, or with an error frame if the upstream breaks. Accounting runs once, at the end.
+    first frame exists; iterating ``frames()`` then yields the frames, those translated from one
+    upstream read joined into one piece (one write to the client), ending with the usage chunk
+    (if asked) and ``[DONE]``, or with an error frame if the upstream breaks. Accounting runs
+    once, at the end.
     """
 
     def __init__(self, dispatcher: Dispatcher, lease: Lease, record: RequestRecord, upstream: UpstreamStream, translator) -> None:
@@ -338,12 +340,10 @@ class ChatStream:
             while True:
                 if self._pending:
                     pending, self._pending = self._pending, []
-                    for piece in pending:
-                        yield piece
+                    yield b"".join(pending)  # one write per upstream read, not one per frame
                 if not await self._pull():
                     break
-            for piece in self._translator.finish():
-                yield piece
+            yield b"".join(self._translator.finish())
         except UpstreamError as error:
             outcome = error.outcome
             envelope = error.envelope or {"error": {"message": error.message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}}

@@ -48,6 +48,10 @@ STORE_DEGRADED = Gauge(
     multiprocess_mode="max",
 )
 STORE_FALLBACKS = Counter("coo_llm_store_fallbacks_total", "Times a process fell back to memory state because the store was unreachable.")
+EVENT_LOOP_LAG = Histogram(
+    "coo_llm_event_loop_lag_seconds", "How late the event loop woke a periodic timer (see app.looplag); large means blocked.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 
 _children: dict[tuple, object] = {}
 

@@ -134,7 +134,7 @@ async def chat_completions(request: Request):
                 if first:
                     first = False
                     metrics.child(metrics.TIME_TO_FIRST_TOKEN, record.provider).observe(time.perf_counter() - record.started)
-                delivered = delivered or piece == DONE_FRAME  # the client may hang up from here on
+                delivered = delivered or piece.endswith(DONE_FRAME)  # the client may hang up from here on
         await response.eof()
     except BaseException:
         if not delivered:

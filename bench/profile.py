@@ -1,0 +1,112 @@
+"""``make profile``: the gateway under the benchmark load, sampled by py-spy.
+
+    python -m bench.profile [--row memory-1w] [--seconds 15] [--quick]
+
+Starts the nginx mock and one gateway row (or the bare proxy, for comparison) exactly as ``bench.run`` does (same config, same
+pinning), warms it up, then samples it with py-spy twice while wrk keeps 32 connections busy:
+once writing the flame graph SVG (``bench/results/profile-<row>.svg``), once writing collapsed
+stacks (kept beside the SVG as ``.collapsed.txt``), which ``bench.flame`` sums into the Markdown
+summary printed on stdout (self time by area, top functions by self and inclusive time; also
+saved beside the SVG as ``.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import flame, wrk
+from bench.procs import ROOT, find_program
+from bench.rows import BY_ID, gateway_config, missing_feature, request_headers
+from bench.run import CONNECTIONS, FULL, LOAD_CPU, RESULTS, Run, say
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not os.access(found, os.X_OK):
+        raise SystemExit("py-spy is not installed: `make profile` installs it (pip install py-spy)")
+    return found
+
+
+def sample(bench: Run, row, port: int, pid: int, script: Path, *, seconds: int, rate: int, fmt: str, out: Path) -> None:
+    """Record ``seconds`` of samples while wrk loads the gateway a little longer than that."""
+    command = [py_spy(), "record", "--pid", str(pid), "--rate", str(rate), "--duration", str(seconds), "--format", fmt, "--output", str(out)]
+    if fmt == "raw":
+        command += ["--nolineno", "--full-filenames"]  # balancer/ has no __init__.py: py-spy would drop its folder
+    else:
+        command.append("--function")
+    spy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        bench.load(row, port, script, CONNECTIONS, seconds + 2)
+    finally:
+        output, _ = spy.communicate(timeout=seconds + 60)
+    if spy.returncode != 0 or not out.exists():
+        raise RuntimeError(f"py-spy failed ({spy.returncode}): {output.strip()[-1000:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description="Profile one gateway row under load with py-spy.")
+    parser.add_argument("--row", default="memory-1w", help="a gateway row id (default memory-1w)")
+    parser.add_argument("--seconds", type=int, default=15, help="seconds sampled per pass (default 15)")
+    parser.add_argument("--rate", type=int, default=250, help="samples per second (default 250)")
+    parser.add_argument("--quick", action="store_true", help="3-second passes")
+    parser.add_argument("--out", default="", help="SVG path (default bench/results/profile-<row>.svg)")
+    args = parser.parse_args(argv)
+    row = BY_ID.get(args.row)
+    if row is None or row.kind == "direct":
+        raise SystemExit(f"--row must be bare-proxy or a gateway row: {', '.join(r.id for r in BY_ID.values() if r.kind != 'direct')}")
+    seconds = 3 if args.quick else args.seconds
+    svg = Path(args.out) if args.out else RESULTS / f"profile-{row.id}.svg"
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    pin = (os.cpu_count() or 1) >= 2
+    if pin:
+        os.sched_setaffinity(0, {int(LOAD_CPU)})  # py-spy samples from the load CPU, not the gateway's
+    workdir = ROOT / "bench" / ".work" / ("profile-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    bench = Run(FULL, workdir, pin=pin)
+    if not (bench.nginx and bench.wrk):
+        raise SystemExit("nginx and wrk are needed: run `make profile` (it installs them)")
+    gateway = None
+    bench.start_mock()
+    try:
+        config = None
+        if row.kind == "gateway":
+            if row.storage != "memory":
+                raise SystemExit("profile runs memory rows only (it starts no Redis)")
+            config = gateway_config(row, mock_url=bench.mock_url, redis_url=None)
+            lacking = missing_feature(config)
+            if lacking:
+                raise SystemExit(f"row {row.id} cannot run in this build: {lacking}")
+        gateway, port = bench.start_target(row, config)
+        problem, _ = bench.preflight(row, port)
+        if problem:
+            raise SystemExit(f"row {row.id} answers wrongly: {problem}")
+        script = workdir / "profile.lua"
+        script.write_text(wrk.lua_script(row.body(), request_headers()))
+        bench.load(row, port, script, CONNECTIONS, 2)
+        say(f"sampling {row.id} (pid {gateway.pid}) for {seconds}s: flame graph")
+        sample(bench, row, port, gateway.pid, script, seconds=seconds, rate=args.rate, fmt="flamegraph", out=svg)
+        raw = svg.with_suffix(".collapsed.txt")
+        say(f"sampling {row.id} for {seconds}s: collapsed stacks")
+        sample(bench, row, port, gateway.pid, script, seconds=seconds, rate=args.rate, fmt="raw", out=raw)
+        with raw.open() as lines:
+            summary = flame.report(flame.summarize(flame.parse(lines, str(ROOT))))
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        bench.mock.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = f"# py-spy profile of {row.label} at {CONNECTIONS} connections\n\n{summary}"
+    svg.with_suffix(".md").write_text(text)
+    print(text)
+    print(f"Flame graph: {svg}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

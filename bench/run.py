@@ -1,0 +1,425 @@
+"""``make bench``: measure every row in one run, print a Markdown table, write JSON.
+
+    python -m bench.run [--quick] [--rows direct,bare-proxy,memory-1w] [--save SHORT-DESC]
+
+One run, rows one after another (``bench.rows.ROWS``). The harness pins itself, the nginx mock,
+wrk and Redis to CPU 1 and each gateway (or the bare proxy) to CPU 0, so each figure is per core;
+the 2-worker row gets both CPUs. Per row:
+
+1. start the process under test (and a fresh redis-server if the row needs one);
+2. check one answer for real content (a wrong answer invalidates the row, whatever its speed);
+3. warm up at 32 connections, then measure at 1 connection and at 32 connections with wrk,
+   reading the process tree's CPU time around the 32-connection phase and, for the gateway,
+   its event-loop lag histogram around each phase;
+4. for streams, time first byte and whole answer with ``bench.streamclient``;
+5. read the peak RSS and stop everything.
+
+Then the RSS growth figure (a fresh memory gateway: RSS after 20k and after 200k requests) and
+the targets. The table goes to stdout, progress to stderr, the JSON to ``bench/results/latest.json``
+(and, with ``--save``, to ``bench/results/<date>-<desc>.json`` as a committed history point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from bench import mock, procs, stats, wrk
+from bench.procs import ROOT, Service, find_program, free_port, http_ok, http_request, tcp_open
+from bench.rows import BY_ID, ROWS, Row, gateway_config, missing_feature, request_headers
+from bench.streamclient import time_streams
+
+RESULTS = ROOT / "bench" / "results"
+LAG_METRIC = "coo_llm_event_loop_lag_seconds"
+CONNECTIONS = 32
+GATEWAY_CPU = "0"
+LOAD_CPU = "1"
+
+
+@dataclass(frozen=True)
+class Phases:
+    warmup_s: int
+    c1_s: int
+    c32_s: int
+    streams: int  # sequential requests timed by the stream client
+    rss_growth: bool
+    rss_checkpoints: tuple[int, int] = (20_000, 200_000)
+
+
+FULL = Phases(warmup_s=3, c1_s=10, c32_s=15, streams=500, rss_growth=True)
+QUICK = Phases(warmup_s=1, c1_s=1, c32_s=2, streams=30, rss_growth=False)
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _ms(us: float) -> float:
+    return round(us / 1000.0, 4)
+
+
+def phase_figures(result: wrk.WrkResult) -> dict:
+    return {
+        "rps": round(result.rps, 1),
+        "requests": result.requests,
+        "p50_ms": _ms(result.p50_us),
+        "p90_ms": _ms(result.p90_us),
+        "p99_ms": _ms(result.p99_us),
+        "mean_ms": _ms(result.mean_us),
+        "max_ms": _ms(result.max_us),
+        "errors": result.errors,
+    }
+
+
+class Run:
+    def __init__(self, phases: Phases, workdir: Path, *, pin: bool):
+        self.phases = phases
+        self.workdir = workdir
+        self.pin = pin
+        self.wrk = find_program("wrk")
+        self.nginx = find_program("nginx")
+        self.redis = find_program("redis-server")
+        self.mock: Service | None = None
+        self.mock_port = 0
+
+    def cpus(self, which: str) -> str | None:
+        return which if self.pin else None
+
+    # ------------------------------------------------------------------ services
+
+    def start_mock(self) -> None:
+        self.mock_port = free_port()
+        config = mock.write_config(self.workdir, self.mock_port)
+        self.mock = Service("nginx", [self.nginx, "-p", str(self.workdir), "-c", str(config)], cpus=self.cpus(LOAD_CPU), log_path=self.workdir / "nginx.log")
+        self.mock.start(tcp_open(self.mock_port))
+        say(f"nginx mock on 127.0.0.1:{self.mock_port} (pid {self.mock.pid})")
+
+    @property
+    def mock_url(self) -> str:
+        return f"http://127.0.0.1:{self.mock_port}"
+
+    def start_redis(self, name: str) -> tuple[Service, str]:
+        port = free_port()
+        data = self.workdir / f"redis-{name}"
+        data.mkdir(exist_ok=True)
+        command = [self.redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)]
+        service = Service(f"redis-{name}", command, cpus=self.cpus(LOAD_CPU), log_path=self.workdir / f"redis-{name}.log")
+        return service.start(tcp_open(port)), f"redis://127.0.0.1:{port}/0"
+
+    def start_target(self, row: Row, config: dict | None, tag: str = "") -> tuple[Service, int]:
+        """The process under test for ``row`` (the mock itself for direct rows)."""
+        if row.kind == "direct":
+            return self.mock, self.mock_port
+        port = free_port()
+        log = self.workdir / f"{row.id}{tag}.log"
+        if row.kind == "bare-proxy":
+            command = [sys.executable, str(ROOT / "bench" / "bare_proxy.py"), self.mock_url + row.upstream, str(port)]
+            return Service("bare-proxy", command, cpus=self.cpus(GATEWAY_CPU), log_path=log).start(tcp_open(port)), port
+        path = self.workdir / f"{row.id}{tag}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        command = [sys.executable, "-m", "app.cli", "serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port), "--workers", str(row.workers)]
+        cpus = GATEWAY_CPU if row.workers == 1 else f"{GATEWAY_CPU},{LOAD_CPU}"
+        env = {"PROMETHEUS_MULTIPROC_DIR": None}  # cli makes its own for --workers > 1
+        service = Service(f"coo-llm {row.id}", command, cpus=self.cpus(cpus), log_path=log, env=env)
+        return service.start(http_ok(port, "/health/live")), port
+
+    # ------------------------------------------------------------------ measuring
+
+    def load(self, row: Row, port: int, script: Path, connections: int, seconds: int) -> wrk.WrkResult:
+        return wrk.run(f"http://127.0.0.1:{port}{row.path}", script, connections=connections, seconds=seconds, wrk=self.wrk)
+
+    def lag_snapshot(self, port: int) -> dict[float, float]:
+        status, _, body = http_request(port, "GET", "/metrics")
+        return stats.histogram(body.decode(), LAG_METRIC) if status == 200 else {}
+
+    def preflight(self, row: Row, port: int) -> tuple[str | None, list[str]]:
+        """Check real answers; return (problem or None, masked provider keys that served them)."""
+        keys = []
+        for _ in range(4):
+            status, headers, body = http_request(port, "POST", row.path, row.body(), request_headers(), timeout=10)
+            problem = row.check_answer(status, body)
+            if problem:
+                return problem, keys
+            if "x-coo-llm-key" in headers:
+                keys.append(headers["x-coo-llm-key"])
+        return None, sorted(set(keys))
+
+    def measure_row(self, row: Row) -> dict:
+        result = {"id": row.id, "label": row.label, "kind": row.kind, "stream": row.stream, "baseline": row.baseline, "workers": row.workers}
+        started: list[Service] = []
+        try:
+            config = None
+            if row.kind == "gateway":
+                redis_url = None
+                if row.storage == "redis":
+                    if not self.redis:
+                        return {**result, "status": "skipped", "reason": "redis-server is not installed"}
+                    redis, redis_url = self.start_redis(row.id)
+                    started.append(redis)
+                config = gateway_config(row, mock_url=self.mock_url, redis_url=redis_url)
+                lacking = missing_feature(config)
+                if lacking:
+                    return {**result, "status": "skipped", "reason": lacking}
+            note = None
+            try:
+                target, port = self.start_target(row, config)
+            except RuntimeError as error:  # seen once in a long run on this shared machine: retry once, say so
+                note = f"started on the second try (first: {error})"[:300]
+                say(f"row {row.id}: {note}")
+                target, port = self.start_target(row, config, tag="-retry")
+            if target is not self.mock:
+                started.append(target)
+            measured = self._measure(row, target, port)
+            if note:
+                measured["note"] = note
+            return {**result, **measured}
+        except Exception as error:  # noqa: BLE001 - one broken row must not lose the others
+            return {**result, "status": "failed", "reason": f"{type(error).__name__}: {error}"[:600]}
+        finally:
+            for service in reversed(started):
+                service.stop()
+
+    def _measure(self, row: Row, target: Service, port: int) -> dict:
+        phases = self.phases
+        out: dict = {"status": "ok"}
+        problem, keys = self.preflight(row, port)
+        if problem:
+            return {"status": "invalid", "reason": f"bad answer: {problem}"}
+        if keys:
+            out["provider_keys_seen"] = keys
+        script = self.workdir / f"{row.id}.lua"
+        script.write_text(wrk.lua_script(row.body(), request_headers()))
+        gateway = row.kind == "gateway"
+        warm = self.load(row, port, script, CONNECTIONS, phases.warmup_s)
+        lag0 = self.lag_snapshot(port) if gateway else {}
+        c1 = self.load(row, port, script, 1, phases.c1_s)
+        lag1 = self.lag_snapshot(port) if gateway else {}
+        cpu_before = target.cpu_seconds()
+        c32 = self.load(row, port, script, CONNECTIONS, phases.c32_s)
+        cpu_used = target.cpu_seconds() - cpu_before
+        lag2 = self.lag_snapshot(port) if gateway else {}
+        out["c1"] = phase_figures(c1)
+        out["c32"] = phase_figures(c32)
+        out["cpu_us_per_request"] = round(cpu_used / c32.requests * 1e6, 1) if c32.requests else None
+        out["errors"] = warm.errors + c1.errors + c32.errors
+        if gateway:
+            out["loop_lag"] = {
+                "1 connection": stats.lag_summary(stats.histogram_delta(lag1, lag0)),
+                "32 connections": stats.lag_summary(stats.histogram_delta(lag2, lag1)),
+            }
+        if row.stream:
+            times = time_streams(port, row.path, row.body(), request_headers(), count=phases.streams)
+            out["stream_times"] = {
+                "count": len(times.ttfb_ms),
+                "ttfb_p50_ms": _round(stats.percentile(times.ttfb_ms, 50)),
+                "ttfb_p99_ms": _round(stats.percentile(times.ttfb_ms, 99)),
+                "total_p50_ms": _round(stats.percentile(times.total_ms, 50)),
+                "total_p99_ms": _round(stats.percentile(times.total_ms, 99)),
+                "errors": times.errors,
+            }
+            out["errors"] += times.errors
+        out["peak_rss_mb"] = round(target.peak_rss_mb(), 1)
+        out["processes"] = len(target.pids())
+        if out["errors"]:
+            out["status"] = "invalid"
+            out["reason"] = f"{out['errors']} failed or non-2xx responses"
+        return out
+
+    def rss_growth(self, rps_hint: float | None) -> dict:
+        """RSS of a fresh memory gateway after ~20k and ~200k requests at 32 connections."""
+        row = BY_ID["memory-1w"]
+        first, last = self.phases.rss_checkpoints
+        service = None
+        try:
+            service, port = self.start_target(row, gateway_config(row, mock_url=self.mock_url, redis_url=None), tag="-rss")
+            script = self.workdir / "rss.lua"
+            script.write_text(wrk.lua_script(row.body(), request_headers()))
+            total = errors = 0
+            rate = rps_hint or 2000.0
+            readings = []
+            for goal in (first, last):
+                while total < goal:
+                    seconds = max(1, min(20, math.ceil((goal - total) / rate)))
+                    result = self.load(row, port, script, CONNECTIONS, seconds)
+                    total += result.requests
+                    errors += result.errors
+                    rate = max(result.rps, 1.0)
+                time.sleep(0.5)  # let the last responses and log writes settle
+                readings.append((total, service.rss_mb()))
+                say(f"RSS {readings[-1][1]:.1f} MB after {total:,} requests")
+            (n1, rss1), (n2, rss2) = readings
+            return {
+                "status": "ok" if not errors else "invalid",
+                "reason": f"{errors} failed responses" if errors else None,
+                "requests_at_first": n1,
+                "rss_mb_at_first": round(rss1, 2),
+                "requests_at_last": n2,
+                "rss_mb_at_last": round(rss2, 2),
+                "ratio": round(rss2 / rss1, 4) if rss1 else None,
+            }
+        except Exception as error:  # noqa: BLE001
+            return {"status": "failed", "reason": f"{type(error).__name__}: {error}"[:600]}
+        finally:
+            if service is not None:
+                service.stop()
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _version(command: list[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr).strip() else "unknown"
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip())
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "os": _os_name(),
+        "python": platform.python_version(),
+        "nginx": _version([find_program("nginx") or "nginx", "-v"]),
+        "wrk": _version([find_program("wrk") or "wrk", "-v"]),
+        "redis": _version([find_program("redis-server") or "redis-server", "--version"]),
+        "commit": commit + ("-dirty" if dirty else ""),
+    }
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def run(rows: list[Row], phases: Phases, workdir: Path, *, pin: bool, repeat: int = 1) -> dict:
+    bench = Run(phases, workdir, pin=pin)
+    missing = [name for name, path in (("nginx", bench.nginx), ("wrk", bench.wrk)) if not path]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: run `make bench` (it installs them) or apt-get install {' '.join(missing)}")
+    started = dt.datetime.now(dt.timezone.utc)
+    runs: dict[str, list[dict]] = {row.id: [] for row in rows}
+    bench.start_mock()
+    try:
+        for number in range(1, repeat + 1):
+            for row in rows:
+                if runs[row.id] and runs[row.id][-1]["status"] == "skipped":
+                    continue
+                say(f"row {row.id}: {row.label}" + (f" (pass {number}/{repeat})" if repeat > 1 else ""))
+                result = bench.measure_row(row)
+                runs[row.id].append(result)
+                rps = (result.get("c32") or {}).get("rps")
+                say(f"row {row.id}: {result['status']}" + (f", {rps:,.0f} RPS at {CONNECTIONS} connections" if rps else f" ({result.get('reason')})"))
+        results = {row_id: stats.median_run(row_runs) for row_id, row_runs in runs.items()}
+        for result in results.values():
+            result.update(stats.added_latency(results, result))
+        extra = {}
+        if phases.rss_growth and "memory-1w" in [r.id for r in rows]:
+            say("RSS growth: a fresh memory gateway, 20k then 200k requests")
+            extra["rss_growth"] = bench.rss_growth((results.get("memory-1w", {}).get("c32") or {}).get("rps"))
+        elif "memory-1w" in [r.id for r in rows]:
+            extra["rss_growth"] = {"status": "skipped", "reason": "quick run"}
+    finally:
+        if bench.mock is not None:
+            bench.mock.stop()
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "duration_s": round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1),
+        "machine": machine(),
+        "setup": {
+            "pinned": pin,
+            "gateway_cpu": GATEWAY_CPU if pin else None,
+            "load_cpu": LOAD_CPU if pin else None,
+            "connections": CONNECTIONS,
+            "phases": phases.__dict__ | {"rss_checkpoints": list(phases.rss_checkpoints)},
+            "repeat": repeat,
+            "gateway": "auth on, metrics on, JSON request log on, hybrid balancing over 2 keys",
+            "python_unbuffered": bool(os.environ.get("PYTHONUNBUFFERED")),  # unbuffered stderr: a write per log line
+        },
+        "rows": list(results.values()),
+        **extra,
+        "targets": stats.evaluate(results, extra),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short phases, no RSS growth: a smoke run (~1 minute)")
+    parser.add_argument("--rows", default="", help=f"comma-separated row ids (default all): {', '.join(r.id for r in ROWS)}")
+    parser.add_argument("--out", default=str(RESULTS / "latest.json"), help="where to write the JSON (default bench/results/latest.json)")
+    parser.add_argument("--save", default="", metavar="SHORT-DESC", help="also write bench/results/<date>-<SHORT-DESC>.json")
+    parser.add_argument("--repeat", type=int, default=1, help="measure every row N times, interleaved; report each row's median pass")
+    parser.add_argument("--seconds", type=int, default=0, help="seconds of each measured phase (default 10 at 1 connection, 15 at 32)")
+    parser.add_argument("--keep-work", action="store_true", help="keep configs and logs under bench/.work/")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wanted = [name.strip() for name in args.rows.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in BY_ID]
+    if unknown:
+        raise SystemExit(f"unknown row(s): {', '.join(unknown)}; known: {', '.join(BY_ID)}")
+    rows = [BY_ID[name] for name in wanted] if wanted else list(ROWS)
+    pin = not args.no_pin and (os.cpu_count() or 1) >= 2
+    if pin:
+        os.sched_setaffinity(0, {int(LOAD_CPU)})  # the harness, nginx, wrk and redis share CPU 1
+    workdir = ROOT / "bench" / ".work" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        phases = QUICK if args.quick else FULL
+        if args.seconds > 0:
+            phases = replace(phases, c1_s=args.seconds, c32_s=args.seconds)
+        result = run(rows, phases, workdir, pin=pin, repeat=max(1, args.repeat))
+    finally:
+        if not args.keep_work:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["quick"] = args.quick
+    text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    if args.save:
+        saved = RESULTS / f"{dt.date.today().isoformat()}-{args.save}.json"
+        saved.write_text(text)
+        say(f"saved {saved.relative_to(ROOT)}")
+    print(stats.markdown(result))
+    print(f"Machine: {result['machine']['cpu']}, {result['machine']['cpus']} CPUs, {result['machine']['os']}, Python {result['machine']['python']}; "
+          f"commit {result['machine']['commit']}; {'quick' if args.quick else 'full'} run of {result['duration_s']} s. JSON: {out}")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in result["rows"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The benchmark harness's own logic: statistics, targets, the table, parsers and the mock's bodies.
+
+No processes here (see test_bench_smoke.py for a real quick run).
+"""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+from bench import flame, mock, stats, wrk
+from bench.rows import BY_ID, gateway_config
+from bench.streamclient import BodyReader
+
+
+def ok_row(row_id: str, *, rps: float | None = None, c1_p50: float | None = None, ttfb: float | None = None, **extra) -> dict:
+    row = {"id": row_id, "label": row_id, "status": "ok", "baseline": "direct", "errors": 0}
+    if rps is not None:
+        row["c32"] = {"rps": rps, "p50_ms": 1.0, "p99_ms": 2.0}
+    if c1_p50 is not None:
+        row["c1"] = {"p50_ms": c1_p50, "p99_ms": c1_p50 * 2}
+    if ttfb is not None:
+        row["stream_times"] = {"ttfb_p50_ms": ttfb, "total_p50_ms": ttfb * 2}
+    row.update(extra)
+    return row
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_percentile_interpolates_between_ranks():
+    assert stats.percentile([4, 1, 3, 2], 50) == 2.5
+    assert stats.percentile([10, 20, 30], 0) == 10
+    assert stats.percentile([10, 20, 30], 100) == 30
+    assert stats.percentile([10, 20, 30], 75) == 25
+    assert stats.percentile([7], 99) == 7
+    assert stats.percentile([], 50) is None
+
+
+def test_targets_are_ratios_and_differences_of_rows_in_the_same_run():
+    rows = {
+        "direct": ok_row("direct", rps=60000, c1_p50=0.02),
+        "bare-proxy": ok_row("bare-proxy", rps=6000, c1_p50=0.4),
+        "memory-1w": ok_row("memory-1w", rps=4800, c1_p50=0.45),
+        "redis-1w": ok_row("redis-1w", rps=3600),
+        "redis-2w": ok_row("redis-2w", rps=6120),
+        "direct-stream": ok_row("direct-stream", ttfb=0.03),
+        "stream": ok_row("stream", ttfb=1.53),
+        "anthropic": ok_row("anthropic", rps=4000),
+    }
+    results = {item["figure"]: item for item in stats.evaluate(rows, {"rss_growth": {"ratio": 1.2}})}
+    assert len(results) == len(stats.TARGETS)
+    memory = results["coo-llm (memory, 1 worker) RPS ÷ bare-proxy RPS at 32 connections"]
+    assert memory["value"] == pytest.approx(0.8) and memory["met"] is True
+    added = results["coo-llm added p50 latency at 1 connection"]
+    assert added["value"] == pytest.approx(0.43) and added["met"] is True
+    assert results["coo-llm (Redis, 1 worker) RPS ÷ coo-llm (memory) RPS"]["value"] == pytest.approx(0.75)
+    assert results["coo-llm (Redis, 1 worker) RPS ÷ coo-llm (memory) RPS"]["met"] is False
+    assert results["coo-llm 2 workers ÷ 1 worker (Redis)"]["value"] == pytest.approx(1.7)
+    ttfb = results["streaming: added time to first byte (p50)"]
+    assert ttfb["value"] == pytest.approx(1.5) and ttfb["met"] is False
+    assert results["Anthropic translation RPS ÷ OpenAI pass-through RPS"]["value"] == pytest.approx(4000 / 4800, abs=1e-4)
+    assert results["RSS after 200k requests ÷ RSS after 20k requests"]["met"] is False
+
+
+def test_a_skipped_row_leaves_its_targets_unmeasured_and_says_why():
+    rows = {
+        "memory-1w": ok_row("memory-1w", rps=4800),
+        "redis-1w": {"id": "redis-1w", "label": "redis", "status": "skipped", "reason": "no redis backend"},
+    }
+    results = {item["figure"]: item for item in stats.evaluate(rows)}
+    redis = results["coo-llm (Redis, 1 worker) RPS ÷ coo-llm (memory) RPS"]
+    assert redis["value"] is None and redis["met"] is None
+    assert "no redis backend" in redis["why_missing"]
+    assert "bare-proxy: not run" in results["coo-llm (memory, 1 worker) RPS ÷ bare-proxy RPS at 32 connections"]["why_missing"]
+
+
+def test_an_invalid_row_never_counts_as_a_result():
+    rows = {
+        "memory-1w": ok_row("memory-1w", rps=4800, status="invalid", reason="3 non-2xx"),
+        "bare-proxy": ok_row("bare-proxy", rps=6000),
+    }
+    item = stats.evaluate(rows)[0]
+    assert item["value"] is None and item["met"] is None
+
+
+def test_added_latency_subtracts_the_rows_own_baseline():
+    rows = {"direct": ok_row("direct", c1_p50=0.02), "direct-stream": ok_row("direct-stream", c1_p50=0.03, ttfb=0.025)}
+    stream = ok_row("stream", c1_p50=1.03, ttfb=0.9, baseline="direct-stream", stream=True)
+    added = stats.added_latency(rows, stream)
+    assert added["added_p50_ms"] == pytest.approx(1.0)
+    assert added["added_ttfb_p50_ms"] == pytest.approx(0.875)
+    assert stats.added_latency(rows, rows["direct"]) == {}
+
+
+def test_markdown_shows_every_row_and_target():
+    rows = [
+        ok_row("direct", rps=60000, c1_p50=0.02, peak_rss_mb=9.5, cpu_us_per_request=7.0),
+        {"id": "redis-1w", "label": "coo-llm Redis, 1 worker", "status": "skipped", "reason": "no redis"},
+        ok_row("memory-1w", rps=100, c1_p50=1.0, status="invalid", reason="5 failed or non-2xx responses", errors=5),
+    ]
+    result = {"rows": rows, "targets": stats.evaluate({r["id"]: r for r in rows}), "rss_growth": {"status": "skipped", "reason": "quick run"}}
+    text = stats.markdown(result)
+    lines = text.splitlines()
+    assert lines[0].startswith("| row | RPS @32 |")
+    assert "| direct | 60,000 | 0.020 |" in text
+    assert "skipped: no redis" in text
+    assert "INVALID: 5 failed or non-2xx responses" in text
+    assert all(target.figure in text for target in stats.TARGETS)
+    assert "RSS growth: skipped: quick run" in text
+    header_cells = lines[0].count("|")
+    assert all(line.count("|") == header_cells for line in lines[2:5])
+
+
+# ------------------------------------------------------------------ Prometheus histogram
+
+
+EXPOSITION = """# HELP coo_llm_event_loop_lag_seconds lag
+# TYPE coo_llm_event_loop_lag_seconds histogram
+coo_llm_event_loop_lag_seconds_bucket{le="0.0005"} 90.0
+coo_llm_event_loop_lag_seconds_bucket{le="0.001"} 98.0
+coo_llm_event_loop_lag_seconds_bucket{le="0.05"} 99.0
+coo_llm_event_loop_lag_seconds_bucket{le="0.1"} 100.0
+coo_llm_event_loop_lag_seconds_bucket{le="+Inf"} 100.0
+coo_llm_event_loop_lag_seconds_count 100.0
+coo_llm_request_duration_seconds_bucket{le="0.001",provider="mock"} 7.0
+"""
+
+
+def test_histogram_buckets_deltas_and_quantile_bounds():
+    after = stats.histogram(EXPOSITION, "coo_llm_event_loop_lag_seconds")
+    assert after == {0.0005: 90.0, 0.001: 98.0, 0.05: 99.0, 0.1: 100.0, math.inf: 100.0}
+    before = {0.0005: 40.0, 0.001: 40.0, 0.05: 40.0, 0.1: 40.0, math.inf: 40.0}
+    delta = stats.histogram_delta(after, before)
+    assert delta[math.inf] == 60.0
+    assert stats.bucket_quantile(delta, 0.5) == 0.0005
+    summary = stats.lag_summary(delta)
+    assert summary == {"samples": 60, "p50_le_ms": 0.5, "p99_le_ms": 100.0, "max_le_ms": 100.0, "over_50ms": 1}
+    assert stats.lag_summary({math.inf: 0.0}) is None
+
+
+# ------------------------------------------------------------------ wrk, flame, stream framing
+
+
+def test_wrk_script_carries_the_body_and_headers_and_its_result_line_parses():
+    script = wrk.lua_script(b'{"model":"m"}', {"Authorization": "Bearer k"})
+    assert 'wrk.body = [==[{"model":"m"}]==]' in script
+    assert 'wrk.headers["Authorization"] = "Bearer k"' in script
+    output = (
+        "Running 2s test\n"
+        'BENCH {"requests":5000,"duration_us":2000000,"bytes":1,"connect":0,"read":1,"write":0,"status":2,"timeout":0,'
+        '"p50_us":310,"p90_us":400,"p99_us":900,"mean_us":320.5,"max_us":4000}\n'
+    )
+    result = wrk.parse_output(output)
+    assert result.rps == 2500.0
+    assert result.errors == 3 and result.status_errors == 2
+    assert result.p99_us == 900.0
+    with pytest.raises(ValueError):
+        wrk.parse_output("no result")
+
+
+def test_flame_summary_attributes_self_time_by_area_and_function():
+    lines = [
+        "main (/repo/app/cli.py);chat (/repo/app/routes/chat.py);send (/v/lib/python3.11/site-packages/aiohttp/client.py) 6",
+        "main (/repo/app/cli.py);http1 (/v/lib/python3.11/site-packages/sanic/http/http1.py);send (send) 3",
+        "main (/repo/app/cli.py);uuid4 (/usr/lib/python3.11/uuid.py) 1",
+        "garbage line",
+    ]
+    summary = flame.summarize(flame.parse(lines, "/repo"))
+    assert summary.samples == 10
+    assert summary.self_by_area == {"aiohttp": 6, "sanic": 3, "other (stdlib, ...)": 1}
+    assert summary.inclusive_by_function["main (app/cli.py)"] == 10
+    assert summary.self_by_function["uuid4 (uuid.py)"] == 1
+    assert "60.0%" in flame.report(summary)
+
+
+@pytest.mark.parametrize("split", [1, 2, 3, 5, 7, 64])
+def test_body_reader_counts_chunked_data_split_anywhere(split):
+    raw = b"5\r\nhello\r\n0B;ext=1\r\n world!!!!!\r\n0\r\n\r\n"
+    reader = BodyReader({"transfer-encoding": "chunked"})
+    seen = []
+    for i in range(0, len(raw), split):
+        assert not reader.done
+        reader.feed(raw[i : i + split])
+        seen.append(reader.data)
+    assert reader.done and reader.data == 16
+    assert seen == sorted(seen)
+
+
+def test_body_reader_with_content_length():
+    reader = BodyReader({"content-length": "10"})
+    reader.feed(b"12345")
+    assert reader.data == 5 and not reader.done
+    reader.feed(b"67890")
+    assert reader.done
+
+
+# ------------------------------------------------------------------ the mock and the rows
+
+
+def test_mock_bodies_are_what_the_issue_describes():
+    routes = mock.routes()
+    chat = orjson.loads(routes[mock.OPENAI][1])
+    assert chat["object"] == "chat.completion" and chat["usage"]["total_tokens"] > 0
+    frames = [f for f in routes[mock.OPENAI_STREAM][1].split(b"\n\n") if f]
+    assert frames[-1] == b"data: [DONE]"
+    chunks = [orjson.loads(f[len(b"data: ") :]) for f in frames[:-1]]
+    assert len([c for c in chunks if c["choices"]]) == mock.STREAM_CHUNKS
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == mock.COMPLETION_TOKENS
+    message = orjson.loads(routes[mock.ANTHROPIC][1])
+    assert message["type"] == "message" and message["usage"]["output_tokens"] == mock.COMPLETION_TOKENS
+    events = routes[mock.ANTHROPIC_STREAM][1].decode()
+    assert events.count("event: content_block_delta") == mock.STREAM_CHUNKS
+    assert events.rstrip().endswith('data: {"type":"message_stop"}')
+
+
+def test_nginx_config_splits_bodies_into_tokens_nginx_accepts(tmp_path):
+    text = mock.nginx_config(tmp_path, 8080)
+    longest = max(len(token) for token in text.split("'")[1::2])
+    assert longest < 4000
+    assert "listen 127.0.0.1:8080" in text
+    for prefix in mock.routes():
+        assert f"location {prefix}/ " in text
+    with pytest.raises(ValueError):
+        mock.nginx_quote(b"costs $5")
+
+
+def test_rows_check_answers_for_real_content():
+    plain, stream = BY_ID["memory-1w"], BY_ID["stream"]
+    assert plain.check_answer(200, mock.openai_chat()) is None
+    assert "HTTP 401" in plain.check_answer(401, b'{"error": {}}')
+    assert "not a chat.completion" in plain.check_answer(200, b"{}")
+    assert stream.check_answer(200, mock.openai_stream()) is None
+    assert "[DONE]" in stream.check_answer(200, mock.openai_stream()[:-20])
+
+
+def test_gateway_configs_are_valid_and_run_as_the_issue_asks():
+    from app.config import settings_from_data
+
+    for row in BY_ID.values():
+        if row.kind != "gateway":
+            continue
+        settings = settings_from_data(gateway_config(row, mock_url="http://127.0.0.1:9", redis_url="redis://127.0.0.1:6379/0"))
+        assert settings.api_keys, "auth must be on"
+        assert len(settings.llm_providers[0].api_keys) == 2, "balancing over 2 keys"
+        assert settings.logging.level == "INFO"
+        assert settings.storage.runtime.type == row.storage
+
+
+def test_median_run_picks_the_median_pass_and_any_bad_pass_decides():
+    runs = [ok_row("m", rps=r, cpu_us_per_request=c) for r, c in ((300, 30), (100, 10), (200, 20))]
+    chosen = stats.median_run(runs)
+    assert chosen["c32"]["rps"] == 200 and chosen["cpu_us_per_request"] == 20
+    assert [p["rps"] for p in chosen["passes"]] == [300, 100, 200]
+    assert stats.median_run(runs[:2])["c32"]["rps"] == 100  # even count: the lower middle
+    assert "passes" not in stats.median_run(runs[:1])
+    broken = {"id": "m", "status": "invalid", "reason": "2 failed or non-2xx responses"}
+    assert stats.median_run(runs + [broken]) is broken
