@@ -17,17 +17,19 @@ from storage.usage import RETENTION, Dims, Rollup, UsageEvent
 
 @dataclass(slots=True)
 class _Entry:
+    """One request in a key's window. Deliberately small: a busy key holds one per request of
+    the last minute."""
+
     at: float
     tokens: int
-    entry_id: str
 
 
 @dataclass(slots=True)
 class _Key:
-    entries: deque = field(default_factory=deque)
-    by_id: dict = field(default_factory=dict)
+    entries: deque = field(default_factory=deque)  # oldest first
+    expired_before: float = 0.0  # entries at or before this have left ``entries``
     tokens: int = 0
-    inflight: dict = field(default_factory=dict)  # entry id -> reserved at
+    inflight: dict = field(default_factory=dict)  # entry id -> its _Entry, until settled
     cooldown_until: float = 0.0
     failures: int = 0
     error_rate: float = 0.0
@@ -38,14 +40,13 @@ class _Key:
         entries = self.entries
         removed = 0
         while entries and entries[0].at <= cutoff:
-            entry = entries.popleft()
-            self.tokens -= entry.tokens
-            del self.by_id[entry.entry_id]
+            self.tokens -= entries.popleft().tokens
             removed += 1
+        self.expired_before = max(self.expired_before, cutoff)
         return removed
 
     def live_inflight(self, now: float) -> int:
-        stale = [entry_id for entry_id, at in self.inflight.items() if at <= now - INFLIGHT_STALE]
+        stale = [entry_id for entry_id, entry in self.inflight.items() if entry.at <= now - INFLIGHT_STALE]
         for entry_id in stale:
             del self.inflight[entry_id]
         return len(self.inflight)
@@ -101,23 +102,22 @@ class MemoryStore:
             if state.tokens + need > limits.tokens:
                 wait = window_wait(state.entries, state.tokens, need, limits.tokens, limits.window, now)
                 return Refusal(key_id, wait, "tokens")
-        entry = _Entry(now, tokens, str(next(self._ids)))
+        entry = _Entry(now, tokens)
+        entry_id = str(next(self._ids))
         state.entries.append(entry)
-        state.by_id[entry.entry_id] = entry
         state.tokens += tokens
-        state.inflight[entry.entry_id] = now
+        state.inflight[entry_id] = entry
         minute = state.history.setdefault(minute_of(now), [0, 0])
         minute[0] += 1
         minute[1] += tokens
-        return Reservation(key_id, entry.entry_id, tokens, now)
+        return Reservation(key_id, entry_id, tokens, now)
 
     async def settle(
         self, reservation: Reservation, *, tokens: int, failed: bool | None, latency: float | None, now: float
     ) -> int:
         state = self._key(reservation.key_id)
-        state.inflight.pop(reservation.entry_id, None)
-        entry = state.by_id.get(reservation.entry_id)
-        if entry is not None:  # still inside the window: correct the estimate to the real count
+        entry = state.inflight.pop(reservation.entry_id, None)
+        if entry is not None and entry.at > state.expired_before:  # still in the window: correct the estimate
             state.tokens += tokens - entry.tokens
             entry.tokens = tokens
         minute = state.history.get(minute_of(reservation.at))
