@@ -107,13 +107,24 @@ def test_cooldown_metric_names_the_masked_key(gw, client, fake):
     assert_no_secret(text)
 
 
+def access_lines(gw, request_id: str, *, wait: float = 5.0) -> list[dict]:
+    """The access log lines of one request; they are written just after the response, so wait a little."""
+    deadline = time.monotonic() + wait
+    while True:
+        lines = [json.loads(line) for line in gw.logs().splitlines() if f'"{request_id}"' in line]
+        access = [line for line in lines if line["message"] == "request"]
+        if access or time.monotonic() > deadline:
+            return access
+        time.sleep(0.05)
+
+
 def test_one_json_log_line_per_request_with_the_promised_fields(gw, client, fake):
     fake.reset()
     raw = client.chat.completions.with_raw_response.create(model="gpt-test", messages=HELLO)
     request_id = raw.headers["x-request-id"]
-    lines = [json.loads(line) for line in gw.logs().splitlines() if request_id in line]
-    access = [line for line in lines if line["message"] == "request"]
-    assert len(access) == 1
+    access = access_lines(gw, request_id)
+    time.sleep(0.2)  # and no second line comes later
+    assert len(access_lines(gw, request_id)) == 1
     line = access[0]
     for field in ("request_id", "client", "provider", "key_id", "model", "status", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd", "attempts"):
         assert field in line, field
@@ -196,11 +207,7 @@ def test_a_client_hanging_up_is_recorded_as_499_with_the_estimated_spend(gw, fak
             headers={"authorization": f"Bearer {CLIENT_KEY}", "x-request-id": "hangup-1"},
             timeout=0.4,
         )
-    for _ in range(50):
-        lines = [json.loads(line) for line in gw.logs().splitlines() if '"hangup-1"' in line and '"message":"request"' in line]
-        if lines:
-            break
-        time.sleep(0.1)
+    lines = access_lines(gw, "hangup-1")
     assert len(lines) == 1
     assert lines[0]["status"] == 499 and lines[0]["error"] == "client_closed"
     assert lines[0]["completion_tokens"] == 100 and lines[0]["cost_usd"] > 0  # the upstream was asked: its estimate is charged
