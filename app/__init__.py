@@ -16,7 +16,8 @@
 
 Per process, ``before_server_start`` opens on ``app.ctx``: the state store, the upstream session,
 the dispatcher, the response cache, the usage sink (``finish`` appends one usage event per
-request through it), the job queue (arq, or the local scheduler running the jobs in-process)
+request through it; the local scheduler hears how many it stored, to fold a backlog early),
+the job queue (arq, or the local scheduler running the jobs in-process)
 and the deferrer (queue-backed retries); it starts the event-loop lag watcher (``app.looplag``)
 and tunes the garbage collector (``GC_THRESHOLDS``). ``after_server_stop`` closes them.
 """
@@ -133,6 +134,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         attach_usage_sink(app.ctx.usage)
         app.ctx.queue = open_queue(settings, JobContext(settings, app.ctx.store, app.ctx.dispatcher, app.ctx.cache))
         await app.ctx.queue.start()
+        app.ctx.usage.on_stored = getattr(app.ctx.queue, "events_stored", None)  # the local queue folds a backlog early
         app.ctx.deferrer = Deferrer(settings, app.ctx.dispatcher, app.ctx.queue, app.ctx.store)
         app.ctx.loop_lag = asyncio.get_running_loop().create_task(watch_loop_lag())
         gc.collect()
