@@ -152,8 +152,9 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         await app.ctx.upstream.close()
         await app.ctx.store.close()
 
+    # The middlewares are plain functions: Sanic calls them without a coroutine and an await.
     @app.on_request(priority=100)
-    async def begin_request(request: Request) -> None:
+    def begin_request(request: Request) -> None:
         given = request.headers.get("x-request-id")
         request_id = given if given and _REQUEST_ID.match(given) else _request_ids.next()
         request.ctx.request_id = request_id
@@ -163,7 +164,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         else:
             record.finished = True  # health checks and scrapes are not logged
 
-    async def authenticate(request: Request) -> None:
+    def authenticate(request: Request) -> None:
         principal = app.ctx.authenticator.authenticate(request.headers.get("authorization"))
         request.ctx.principal = principal
         request.ctx.record.client = principal.id
@@ -194,7 +195,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         )
 
     @app.on_response(priority=100)
-    async def end_request(request: Request, response: HTTPResponse) -> None:
+    def end_request(request: Request, response: HTTPResponse) -> None:
         record = getattr(request.ctx, "record", None)
         if record is None:
             return
