@@ -72,6 +72,7 @@ end
 
 # KEYS: win tok infl health hist
 # ARGV: now, cutoff, max requests (-1: none), max tokens (-1: none), tokens, window, minute, ttl ms
+# -> {1, entry id, then the key's state as KEY_STATE gives it} | {0, retry after, reason}
 RESERVE = Script("reserve", hot=True, source=_EXPIRE_WINDOW + """
 local now = tonumber(ARGV[1])
 local cooldown = tonumber(redis.call('HGET', KEYS[4], 'cooldown') or '0')
@@ -111,12 +112,14 @@ end
 local id = tostring(redis.call('HINCRBY', KEYS[4], 'seq', 1))
 redis.call('ZADD', KEYS[1], ARGV[1], id)
 redis.call('HSET', KEYS[2], id, ARGV[5])
-redis.call('HINCRBY', KEYS[2], '_sum', ARGV[5])
+local sum = redis.call('HINCRBY', KEYS[2], '_sum', ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[1], id)
 redis.call('HINCRBY', KEYS[5], 'r:' .. ARGV[7], 1)
 redis.call('HINCRBY', KEYS[5], 't:' .. ARGV[7], ARGV[5])
 for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
-return {1, id}
+-- the key's state after this reservation, as KEY_STATE returns it, for the caller's ranking
+local h = redis.call('HMGET', KEYS[4], 'cooldown', 'failures', 'error_rate', 'latency')
+return {1, id, redis.call('ZCARD', KEYS[1]), sum, redis.call('ZCARD', KEYS[3]), h[1] or '0', h[2] or '0', h[3] or '0', h[4] or '0'}
 """)
 
 # KEYS: win tok infl health hist
@@ -355,6 +358,19 @@ def num(value: float | int) -> str:
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
+def _key_state(r: Sequence[Any]) -> KeyState:
+    """A ``KeyState`` from KEY_STATE's reply (also the tail of RESERVE's)."""
+    return KeyState(
+        requests=int(r[0]),
+        tokens=int(float(r[1])),
+        inflight=int(r[2]),
+        cooldown_until=float(r[3]),
+        failures=int(float(r[4])),
+        error_rate=float(r[5]),
+        latency=float(r[6]),
+    )
+
+
 def _minute(at: float) -> str:
     return str(int(at // 60) * 60)
 
@@ -388,7 +404,7 @@ class RedisStore:
         )
         reply = await self.transport.run(RESERVE, names, args)
         if int(reply[0]) == 1:
-            return Reservation(key_id, str(reply[1]), int(tokens), now)
+            return Reservation(key_id, str(reply[1]), int(tokens), now, _key_state(reply[2:]) if len(reply) >= 9 else None)
         return Refusal(key_id, max(0.0, float(reply[1])), str(reply[2]))
 
     async def settle(
@@ -406,18 +422,7 @@ class RedisStore:
         args = (num(now - window), num(now - INFLIGHT_STALE))
         calls = [(KEY_STATE, keys.provider_key(k)[:4], args) for k in key_ids]
         replies = await self.transport.run_many(calls)
-        return {
-            key_id: KeyState(
-                requests=int(r[0]),
-                tokens=int(float(r[1])),
-                inflight=int(r[2]),
-                cooldown_until=float(r[3]),
-                failures=int(float(r[4])),
-                error_rate=float(r[5]),
-                latency=float(r[6]),
-            )
-            for key_id, r in zip(key_ids, replies)
-        }
+        return {key_id: _key_state(r) for key_id, r in zip(key_ids, replies)}
 
     # ------------------------------------------------------------------ response cache
 
