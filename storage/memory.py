@@ -17,16 +17,20 @@ from storage.base import INFLIGHT_STALE, CacheEntry, KeyState, Refusal, Reservat
 from storage.usage import RETENTION, Dims, Rollup, UsageEvent
 
 
+_MAX_TOKENS = 2**31 - 1  # what one window slot holds
+
+
 @dataclass(slots=True)
 class _Key:
     """One provider key. Its window is two flat arrays, oldest first: ``times[head:]`` and
     ``sizes[head:]`` are the reservation times and token counts of the requests in the window.
-    A busy key holds one request per reservation of the last minute, so each costs 16 bytes
+    A busy key holds one request per reservation of the last minute, so each costs 12 bytes
     here instead of an object. A request's sequence number (its entry id) is ``base`` plus its
-    index; expired ones are dropped from the front in amortized O(1)."""
+    index; expired ones are dropped from the front in amortized O(1), once they are an eighth
+    of the arrays (so the arrays stay within 9/8 of the window)."""
 
     times: array = field(default_factory=lambda: array("d"))
-    sizes: array = field(default_factory=lambda: array("q"))
+    sizes: array = field(default_factory=lambda: array("i"))  # tokens of one request: below 2**31
     head: int = 0
     base: int = 0
     tokens: int = 0
@@ -42,6 +46,7 @@ class _Key:
         return len(self.times) - self.head
 
     def append(self, at: float, tokens: int) -> int:
+        tokens = min(tokens, _MAX_TOKENS)
         self.times.append(at)
         self.sizes.append(tokens)
         self.tokens += tokens
@@ -51,6 +56,7 @@ class _Key:
         """Set a request's tokens to ``tokens`` if it is still in the window."""
         index = seq - self.base
         if self.head <= index < len(self.sizes):
+            tokens = min(tokens, _MAX_TOKENS)
             self.tokens += tokens - self.sizes[index]
             self.sizes[index] = tokens
 
@@ -65,7 +71,7 @@ class _Key:
             self.tokens -= sizes[head]
             head += 1
         removed = head - start
-        if head > 1024 and head * 2 > end:  # drop the expired front once it is most of the arrays
+        if head > 1024 and head * 8 > end:  # drop the expired front once it is an eighth of the arrays
             del times[:head]
             del sizes[:head]
             self.base += head
