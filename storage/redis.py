@@ -34,7 +34,8 @@ from storage import keys
 from storage.base import EWMA_ALPHA, INFLIGHT_STALE, CacheEntry, KeyState, Refusal, Reservation, WindowLimits
 from storage.usage import RETENTION, Dims, Rollup, UsageEvent, field_name, parse_field
 
-# Provider-key state expires a day after its last reservation (health included, unless cooling longer).
+# Provider-key state expires a day after its last reservation (health included, unless cooling
+# longer); RESERVE refreshes the TTLs at most once a minute, so "a day" is a day minus up to a minute.
 KEY_TTL_MS = 86_400_000
 # Unfolded usage events kept at most (approximately); beyond that the oldest are dropped.
 EVENTS_MAX = 2_000_000
@@ -116,7 +117,10 @@ local sum = redis.call('HINCRBY', KEYS[2], '_sum', ARGV[5])
 redis.call('ZADD', KEYS[3], ARGV[1], id)
 redis.call('HINCRBY', KEYS[5], 'r:' .. ARGV[7], 1)
 redis.call('HINCRBY', KEYS[5], 't:' .. ARGV[7], ARGV[5])
-for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+-- refresh the TTLs at most once a minute (PTTL is -1 right after the window key is created)
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[8]) - 60000 then
+  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+end
 -- the key's state after this reservation, as KEY_STATE returns it, for the caller's ranking
 local h = redis.call('HMGET', KEYS[4], 'cooldown', 'failures', 'error_rate', 'latency')
 return {1, id, redis.call('ZCARD', KEYS[1]), sum, redis.call('ZCARD', KEYS[3]), h[1] or '0', h[2] or '0', h[3] or '0', h[4] or '0'}
