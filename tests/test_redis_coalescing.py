@@ -1,6 +1,7 @@
-"""Hot script calls of one event-loop turn share one pipeline (``storage.redis.Coalescer``), on a
-real redis-server: each call stays its own atomic script, and a batch that cannot finish in time
-fails every call in it (the resilient store then serves from memory)."""
+"""Hot script calls share pipelines, one batch at a time (``storage.redis.Coalescer``), on a real
+redis-server: each call stays its own atomic script, calls made while a batch is on its way form
+the next one, and a batch that cannot finish in time fails every call in it (the resilient store
+then serves from memory)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,18 @@ def hot_connections(store: RedisStore) -> int:
     return len(pool._available_connections) + len(pool._in_use_connections)
 
 
-def test_one_turn_of_reservations_is_one_pipeline_and_stays_exact(redis_server):
+def test_concurrent_reservations_share_batches_one_at_a_time_and_stay_exact(redis_server):
     redis_server.flush()
 
     async def scenario():
         store = open_store(RuntimeStorage(type="redis", url=redis_server.url, timeout=5), resilient=False)
         try:
             limits = WindowLimits(requests=25, tokens=None)
-            results = await asyncio.gather(*(store.reserve("p#1", tokens=3, limits=limits, now=T0) for _ in range(80)))
+            first = [asyncio.ensure_future(store.reserve("p#1", tokens=3, limits=limits, now=T0)) for _ in range(40)]
+            for _ in range(3):
+                await asyncio.sleep(0)  # the first batch is on its way now
+            second = [asyncio.ensure_future(store.reserve("p#1", tokens=3, limits=limits, now=T0)) for _ in range(40)]
+            results = await asyncio.gather(*first, *second)
             connections = hot_connections(store)
             states = await store.key_states(["p#1"], window=60, now=T0)
             return results, connections, states["p#1"]
@@ -37,7 +42,7 @@ def test_one_turn_of_reservations_is_one_pipeline_and_stays_exact(redis_server):
     granted = [r for r in results if isinstance(r, Reservation)]
     assert len(granted) == 25 and all(isinstance(r, Refusal) and r.reason == "requests" for r in results if r not in granted)
     assert len({r.entry_id for r in granted}) == 25
-    assert connections == 1  # 80 concurrent calls, one batch, one connection
+    assert connections == 1  # 80 calls in two waves: one batch after the other, on one connection
     assert (state.requests, state.tokens, state.inflight) == (25, 75, 25)
 
 
