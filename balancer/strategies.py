@@ -86,7 +86,7 @@ def hybrid_score(candidate: Candidate, state: KeyState, weights: dict[str, float
     return score
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: a frozen dataclass's __init__ costs several times more
 class Scale:
     inflight: int
     latency: float
@@ -114,10 +114,10 @@ def order(
     if algorithm == "hybrid":
         measured = [s.latency for s in keyed_states if s.latency]
         scale = Scale(
-            inflight=max(s.inflight for s in keyed_states),
-            latency=max(measured, default=0.0),
-            mean_latency=sum(measured) / len(measured) if measured else 0.0,
-            price=max(c.price for c in candidates),
+            max([s.inflight for s in keyed_states]),
+            max(measured) if measured else 0.0,
+            sum(measured) / len(measured) if measured else 0.0,
+            max([c.price for c in candidates]),
         )
     # One sort key per candidate, ending with its rotation (unique), then its index.
     keys = []
