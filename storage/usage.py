@@ -85,10 +85,14 @@ def fold(events: Iterable[UsageEvent]) -> Rollup:
     """Sum events into hour and day buckets."""
     rollup: Rollup = {}
     for event in events:
-        increments = event.increments()
-        for granularity in GRANULARITIES:
-            totals = rollup.setdefault((granularity, bucket_start(event.at, granularity), event.dims), dict.fromkeys(METRICS, 0))
-            for name, value in increments.items():
+        increments = event.increments().items()
+        dims = event.dims
+        for granularity, size in GRANULARITIES.items():
+            key = (granularity, int(event.at // size) * size, dims)
+            totals = rollup.get(key)
+            if totals is None:
+                totals = rollup[key] = dict.fromkeys(METRICS, 0)
+            for name, value in increments:
                 totals[name] += value
     return rollup
 
