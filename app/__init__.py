@@ -144,6 +144,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:
         from app.accounting import attach_usage_sink
+        from app.logging import flush_logs
 
         app.ctx.loop_lag.cancel()
         await app.ctx.queue.close()
@@ -151,6 +152,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         attach_usage_sink(None)
         await app.ctx.upstream.close()
         await app.ctx.store.close()
+        flush_logs()  # access lines of the last loop turn (a worker process may exit without atexit)
 
     # The middlewares are plain functions: Sanic calls them without a coroutine and an await.
     @app.on_request(priority=100)
