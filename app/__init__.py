@@ -16,7 +16,8 @@
 
 Per process, ``before_server_start`` opens on ``app.ctx``: the state store, the upstream session,
 the dispatcher, the response cache, the usage sink (``finish`` appends one usage event per
-request through it), the job queue (arq, or the local scheduler running the jobs in-process)
+request through it; the local scheduler hears how many it stored, to fold a backlog early),
+the job queue (arq, or the local scheduler running the jobs in-process)
 and the deferrer (queue-backed retries); it starts the event-loop lag watcher (``app.looplag``)
 and tunes the garbage collector (``GC_THRESHOLDS``). ``after_server_stop`` closes them.
 """
@@ -133,6 +134,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         attach_usage_sink(app.ctx.usage)
         app.ctx.queue = open_queue(settings, JobContext(settings, app.ctx.store, app.ctx.dispatcher, app.ctx.cache))
         await app.ctx.queue.start()
+        app.ctx.usage.on_stored = getattr(app.ctx.queue, "events_stored", None)  # the local queue folds a backlog early
         app.ctx.deferrer = Deferrer(settings, app.ctx.dispatcher, app.ctx.queue, app.ctx.store)
         app.ctx.loop_lag = asyncio.get_running_loop().create_task(watch_loop_lag())
         gc.collect()
@@ -142,6 +144,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:
         from app.accounting import attach_usage_sink
+        from app.logging import flush_logs
 
         app.ctx.loop_lag.cancel()
         await app.ctx.queue.close()
@@ -149,9 +152,11 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         attach_usage_sink(None)
         await app.ctx.upstream.close()
         await app.ctx.store.close()
+        flush_logs()  # access lines of the last loop turn (a worker process may exit without atexit)
 
+    # The middlewares are plain functions: Sanic calls them without a coroutine and an await.
     @app.on_request(priority=100)
-    async def begin_request(request: Request) -> None:
+    def begin_request(request: Request) -> None:
         given = request.headers.get("x-request-id")
         request_id = given if given and _REQUEST_ID.match(given) else _request_ids.next()
         request.ctx.request_id = request_id
@@ -161,7 +166,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         else:
             record.finished = True  # health checks and scrapes are not logged
 
-    async def authenticate(request: Request) -> None:
+    def authenticate(request: Request) -> None:
         principal = app.ctx.authenticator.authenticate(request.headers.get("authorization"))
         request.ctx.principal = principal
         request.ctx.record.client = principal.id
@@ -192,7 +197,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         )
 
     @app.on_response(priority=100)
-    async def end_request(request: Request, response: HTTPResponse) -> None:
+    def end_request(request: Request, response: HTTPResponse) -> None:
         record = getattr(request.ctx, "record", None)
         if record is None:
             return

@@ -122,12 +122,13 @@ class UsageSink:
     graceful stop flushes them (``close``).
     """
 
-    def __init__(self, store, *, interval: float = 0.25, batch: int = 500) -> None:
+    def __init__(self, store, *, interval: float = 0.25, batch: int = 500, on_stored=None) -> None:
         self._store = store
         self._interval = interval
         self._batch = batch
         self._buffer: list[UsageEvent] = []
         self._task: asyncio.Task | None = None
+        self.on_stored = on_stored  # called with the number of events each time a batch is stored
 
     def add(self, event: UsageEvent) -> None:
         self._buffer.append(event)
@@ -147,6 +148,8 @@ class UsageSink:
             except Exception as error:  # the resilient store buffers by itself; a local backend failing is worth a line
                 logger.warning("usage events not stored", events=len(batch), error=repr(error))
                 return
+            if self.on_stored is not None:
+                self.on_stored(len(batch))
 
     async def close(self) -> None:
         if self._task is not None:

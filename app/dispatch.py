@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from loguru import logger
+from multidict import CIMultiDict
 
 from adapters import AdapterError, ChatResult, UpstreamError, UpstreamRequest, Usage, adapter_for
 from adapters.sse import SSEDecoder, frame
@@ -75,16 +76,17 @@ class Dispatcher:
         providers = {p.id: p for p in settings.llm_providers}
         # Full header sets per key, built once: content type, the adapter's fixed headers (which
         # the provider's configured headers may override), then credentials.
-        self._headers: dict[str, dict[str, str]] = {}
+        self._headers: dict[str, CIMultiDict] = {}
         for provider_id, keys in self.balancer.keys.items():
             adapter = adapter_for(providers[provider_id].kind)
             for key in keys:
-                self._headers[key.id] = {
+                # A CIMultiDict, the form aiohttp keeps headers in: it need not convert ours per request.
+                self._headers[key.id] = CIMultiDict({
                     "content-type": "application/json",
                     **adapter.default_headers,
                     **providers[provider_id].headers,
                     **adapter.auth_headers(key.secret),
-                }
+                })
         self.redactor = Redactor(secret for keys in self.balancer.keys.values() for key in keys for secret in [key.secret])
 
     # ----------------------------------------------------------------- public entry points

@@ -7,12 +7,19 @@ The per-request access line (``info_line``) takes a shorter road to the same sin
 record (caller frame, process, thread, timezone-aware time) cost more than everything else in
 the line, once per request. ``info_line`` renders the line once per format, exactly as a loguru
 ``INFO`` record with those fields would be rendered, and writes it to the sinks that
-``setup_logging`` configured, in order with loguru's own lines (same streams, same thread).
+``setup_logging`` configured, in order with loguru's own lines (same streams). Inside a running
+event loop the access lines of one loop turn are written together at the end of the turn (one
+write instead of one per request); a loguru line first writes out any access line still
+pending, so the order of lines is kept. Outside a loop every line is written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import sys
+import threading
+import time
 from datetime import datetime, timezone
 
 import orjson
@@ -22,9 +29,9 @@ _STANDARD = ("time", "level", "message")
 _INFO = 20  # loguru's INFO level number
 
 
-def _render_json(moment: datetime, level: str, message: str, extra: dict, exception: str | None = None) -> bytes:
+def _render_json(moment: datetime | str, level: str, message: str, extra: dict, exception: str | None = None) -> bytes:
     line = {
-        "time": moment.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "time": moment if isinstance(moment, str) else moment.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
         "level": level,
         "message": message,
     }
@@ -51,16 +58,61 @@ def _text_line(record) -> bytes:
 
 
 class _Sink:
-    """A loguru sink writing pre-rendered lines to a binary stream."""
+    """A loguru sink writing pre-rendered lines to a binary stream. ``add`` queues an access
+    line to be written at the end of the current loop turn (at once without a running loop);
+    loguru's lines (``write``) go out at once, after any queued ones."""
 
     def __init__(self, stream, as_json: bool) -> None:
         self.stream = stream
         self.json = as_json
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()  # loguru may call ``write`` from another thread
 
     def write(self, message) -> None:
         record = message.record
-        self.stream.write(_json_line(record) if self.json else _text_line(record))
-        self.stream.flush()
+        line = _json_line(record) if self.json else _text_line(record)
+        with self._lock:
+            self._pending.append(line)
+            self._write_pending()
+
+    def add(self, line: bytes) -> None:
+        with self._lock:
+            self._pending.append(line)
+            if len(self._pending) > 1:
+                return  # a flush is already scheduled for this turn
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no loop running here: write now
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending.clear()
+            self.stream.write(data)
+            self.stream.flush()
+
+
+class _UtcStamp:
+    """``time.time()`` as loguru's JSON lines show it (UTC, ISO 8601, milliseconds), with the
+    date-and-seconds part rendered once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second, self._prefix = second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((now - second) * 1000):03d}+00:00"
+
+
+_utc_stamp = _UtcStamp()
 
 
 # The sinks of the last setup_logging() if they take INFO lines; None before it (loguru's default).
@@ -76,20 +128,25 @@ def info_line(message: str, fields: dict) -> None:
         return
     if not sinks:
         return
-    moment = datetime.now().astimezone()
+    now = time.time()
     rendered: dict[bool, bytes] = {}
     for sink in sinks:
         line = rendered.get(sink.json)
         if line is None:
-            line = rendered[sink.json] = (_render_json if sink.json else _render_text)(moment, "INFO", message, fields)
-        sink.stream.write(line)
-        sink.stream.flush()
+            if sink.json:
+                line = _render_json(_utc_stamp(now), "INFO", message, fields)
+            else:
+                line = _render_text(datetime.fromtimestamp(now).astimezone(), "INFO", message, fields)
+            rendered[sink.json] = line
+        sink.add(line)
 
 
 def setup_logging(config) -> None:
     """Configure loguru from a ``LoggingConfig``. Safe to call again (replaces the sinks)."""
     global _info_sinks
     logger.remove()
+    for old in _info_sinks or ():
+        old.flush()
     sinks = [_Sink(sys.stderr.buffer, config.json_)]
     if config.file:
         handle = open(config.file, "ab", buffering=0)  # noqa: SIM115 - lives as long as the process
@@ -97,3 +154,12 @@ def setup_logging(config) -> None:
     for sink in sinks:
         logger.add(sink.write, level=config.level, format="{message}")
     _info_sinks = sinks if logger.level(config.level).no <= _INFO else []
+
+
+def flush_logs() -> None:
+    """Write out access lines still queued (at shutdown)."""
+    for sink in _info_sinks or ():
+        sink.flush()
+
+
+atexit.register(flush_logs)

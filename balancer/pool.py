@@ -3,7 +3,13 @@
 ``Balancer.acquire(targets, ...)``:
 
 1. Pair every target with every key of its provider (``Candidate``).
-2. Order the pairs with the configured strategy (``balancer.strategies.order``).
+2. Order the pairs with the configured strategy (``balancer.strategies.order``) on the keys'
+   states; a single pair needs no ordering and no state. With a per-process store the states
+   are read from it each time. With a shared store (Redis) they are this process's snapshots:
+   each reservation returns its key's state (same atomic step), a success adjusts it locally,
+   any other outcome or refusal drops it, and snapshots older than ``STATE_MAX_AGE`` are read
+   again with one ``key_states`` call, so other processes' traffic shows within that time
+   without a state round trip per request.
 3. Walk them in order and ask the store to reserve one request and the estimated tokens on the
    key's windows; the first success becomes the ``Lease``. The store's reserve is atomic, so
    the limits hold across processes sharing it.
@@ -23,7 +29,11 @@ from balancer import strategies
 from balancer.catalog import Target
 from balancer.health import Outcome, cooldown_seconds
 from balancer.strategies import Candidate
-from storage.base import Refusal, Reservation, RuntimeStore, WindowLimits
+from storage.base import KeyState, Refusal, Reservation, RuntimeStore, WindowLimits
+
+# Shared stores: the oldest a key's snapshot may be when ranking (seconds). Reservations stay exact
+# whatever the snapshot says: the store checks every limit atomically.
+STATE_MAX_AGE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,8 @@ class Balancer:
         self._default_completion = policy.default_max_tokens
         self.keys: dict[str, tuple[ProviderKey, ...]] = {p.id: provider_keys(p) for p in settings.llm_providers}
         self._turns: dict[tuple, int] = {}
+        self._shared = bool(getattr(store, "shared", False))
+        self._snapshots: dict[str, tuple[float, KeyState]] = {}  # shared stores: key id -> (taken at, state)
 
     def completion_estimate(self, target: Target, requested: int | None) -> int:
         """Completion tokens to reserve: what the client asked for (0 for embeddings), else the
@@ -93,22 +105,25 @@ class Balancer:
         if not candidates:
             raise Exhausted(0.0, {t.provider_id: "no keys" for t in targets})
         now = self._clock()
-        turn_key = tuple(c.key.id for c in candidates)
-        turn = self._turns.get(turn_key, 0)
-        self._turns[turn_key] = turn + 1
-        states = {}
-        if self._algorithm != "round_robin":
-            states = await self.store.key_states(list(dict.fromkeys(turn_key)), window=60.0, now=now)
-        ordered = strategies.order(
-            candidates,
-            algorithm=self._algorithm,
-            priority=self._priority,
-            weights=self._weights,
-            states=states,
-            turn=turn,
-            tried=tried,
-            now=now,
-        )
+        if len(candidates) == 1:  # nothing to rank: no state to read
+            ordered = candidates
+        else:
+            turn_key = tuple([c.key.id for c in candidates])
+            turn = self._turns.get(turn_key, 0)
+            self._turns[turn_key] = turn + 1
+            states = {}
+            if self._algorithm != "round_robin":
+                states = await self._states(list(dict.fromkeys(turn_key)), now)
+            ordered = strategies.order(
+                candidates,
+                algorithm=self._algorithm,
+                priority=self._priority,
+                weights=self._weights,
+                states=states,
+                turn=turn,
+                tried=tried,
+                now=now,
+            )
         refusals: dict[str, Refusal] = {}
         for candidate in ordered:
             target, key = candidate.target, candidate.key
@@ -118,7 +133,13 @@ class Balancer:
             limits = WindowLimits(target.req_per_min, target.tokens_per_min)
             result = await self.store.reserve(key.id, tokens=prompt_tokens + completion, limits=limits, now=now)
             if isinstance(result, Reservation):
+                if self._shared:
+                    if result.state is not None:
+                        self._snapshots[key.id] = (now, result.state)
+                    else:
+                        self._snapshots.pop(key.id, None)
                 return Lease(target, key, result, prompt_tokens, completion, now)
+            self._snapshots.pop(key.id, None)
             refusals[key.id] = result
         raise Exhausted(
             min(r.retry_after for r in refusals.values()),
@@ -144,6 +165,37 @@ class Balancer:
             lease.reservation, tokens=used, failed=outcome.key_failed, latency=latency, now=now
         )
         rest = cooldown_seconds(outcome, failures=failures, retry_after=retry_after, policy=self._cooldown)
+        if self._shared:
+            self._note_settled(lease, outcome, used, failures)
         if rest > 0:
             await self.store.cool_down(lease.key.id, now + rest)
         return rest
+
+    async def _states(self, key_ids: list[str], now: float) -> dict[str, KeyState]:
+        """The keys' states for ranking (see the module docstring)."""
+        if not self._shared:
+            return await self.store.key_states(key_ids, window=60.0, now=now)
+        snapshots = self._snapshots
+        states = {}
+        for key_id in key_ids:
+            seen = snapshots.get(key_id)
+            if seen is None or not 0 <= now - seen[0] <= STATE_MAX_AGE:
+                fresh = await self.store.key_states(key_ids, window=60.0, now=now)
+                for fresh_id, state in fresh.items():
+                    snapshots[fresh_id] = (now, state)
+                return fresh
+            states[key_id] = seen[1]
+        return states
+
+    def _note_settled(self, lease: Lease, outcome: Outcome, used: int, failures: int) -> None:
+        """Keep a success in the key's snapshot; anything else makes it be read again."""
+        seen = self._snapshots.get(lease.key.id)
+        if seen is None:
+            return
+        if outcome is not Outcome.SUCCESS:
+            del self._snapshots[lease.key.id]
+            return
+        state = seen[1]
+        state.inflight = max(0, state.inflight - 1)
+        state.tokens += used - lease.reservation.tokens
+        state.failures = failures

@@ -86,7 +86,7 @@ def hybrid_score(candidate: Candidate, state: KeyState, weights: dict[str, float
     return score
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: a frozen dataclass's __init__ costs several times more
 class Scale:
     inflight: int
     latency: float
@@ -107,31 +107,33 @@ def order(
 ) -> list[Candidate]:
     """Return ``candidates`` best-first (see the module docstring for the rules)."""
     size = len(candidates)
+    if size < 2:
+        return list(candidates)
     by_cost = priority == "cost"
+    keyed_states = [states.get(c.key.id, _IDLE) for c in candidates]
     if algorithm == "hybrid":
-        all_states = [states.get(c.key.id, _IDLE) for c in candidates]
-        measured = [s.latency for s in all_states if s.latency]
+        measured = [s.latency for s in keyed_states if s.latency]
         scale = Scale(
-            inflight=max((s.inflight for s in all_states), default=0),
-            latency=max(measured, default=0.0),
-            mean_latency=sum(measured) / len(measured) if measured else 0.0,
-            price=max((c.price for c in candidates), default=0.0),
+            max([s.inflight for s in keyed_states]),
+            max(measured) if measured else 0.0,
+            sum(measured) / len(measured) if measured else 0.0,
+            max([c.price for c in candidates]),
         )
-
-    def sort_key(indexed: tuple[int, Candidate]):
-        index, candidate = indexed
-        state = states.get(candidate.key.id, _IDLE)
-        rotation = (index - turn) % size
+    # One sort key per candidate, ending with its rotation (unique), then its index.
+    keys = []
+    for index, (candidate, state) in enumerate(zip(candidates, keyed_states)):
         common = (
             candidate.key.id in tried,
             candidate.target.rank,
             candidate.price if by_cost else 0.0,
             state.cooldown_until > now,
         )
+        rotation = (index - turn) % size
         if algorithm == "round_robin":
-            return common + (rotation,)
-        if algorithm == "least_loaded":
-            return common + (state.inflight, window_use(candidate, state), rotation)
-        return common + (hybrid_score(candidate, state, weights, scale), rotation)
-
-    return [c for _, c in sorted(enumerate(candidates), key=sort_key)]
+            keys.append((*common, rotation, index))
+        elif algorithm == "least_loaded":
+            keys.append((*common, state.inflight, window_use(candidate, state), rotation, index))
+        else:
+            keys.append((*common, hybrid_score(candidate, state, weights, scale), rotation, index))
+    keys.sort()
+    return [candidates[key[-1]] for key in keys]

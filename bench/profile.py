@@ -2,7 +2,7 @@
 
     python -m bench.profile [--row memory-1w] [--seconds 15] [--quick]
 
-Starts the nginx mock and one gateway row (or the bare proxy, for comparison) exactly as ``bench.run`` does (same config, same
+Starts the nginx mock (and a fresh redis-server for Redis rows) and one gateway row (or the bare proxy, for comparison) exactly as ``bench.run`` does (same config, same
 pinning), warms it up, then samples it with py-spy twice while wrk keeps 32 connections busy:
 once writing the flame graph SVG (``bench/results/profile-<row>.svg``), once writing collapsed
 stacks (kept beside the SVG as ``.collapsed.txt``), which ``bench.flame`` sums into the Markdown
@@ -71,14 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     bench = Run(FULL, workdir, pin=pin)
     if not (bench.nginx and bench.wrk):
         raise SystemExit("nginx and wrk are needed: run `make profile` (it installs them)")
-    gateway = None
+    gateway = redis = None
     bench.start_mock()
     try:
         config = None
         if row.kind == "gateway":
-            if row.storage != "memory":
-                raise SystemExit("profile runs memory rows only (it starts no Redis)")
-            config = gateway_config(row, mock_url=bench.mock_url, redis_url=None)
+            redis_url = None
+            if row.storage == "redis":
+                if not bench.redis:
+                    raise SystemExit("redis-server is needed for this row")
+                redis, redis_url = bench.start_redis(row.id)
+            config = gateway_config(row, mock_url=bench.mock_url, redis_url=redis_url)
             lacking = missing_feature(config)
             if lacking:
                 raise SystemExit(f"row {row.id} cannot run in this build: {lacking}")
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if gateway is not None:
             gateway.stop()
+        if redis is not None:
+            redis.stop()
         bench.mock.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     text = f"# py-spy profile of {row.label} at {CONNECTIONS} connections\n\n{summary}"

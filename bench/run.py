@@ -349,7 +349,7 @@ def run(rows: list[Row], phases: Phases, workdir: Path, *, pin: bool, repeat: in
             say("RSS growth: a fresh memory gateway, 20k then 200k requests")
             extra["rss_growth"] = bench.rss_growth((results.get("memory-1w", {}).get("c32") or {}).get("rps"))
         elif "memory-1w" in [r.id for r in rows]:
-            extra["rss_growth"] = {"status": "skipped", "reason": "quick run"}
+            extra["rss_growth"] = {"status": "skipped", "reason": "quick run" if phases is QUICK else "--no-rss"}
     finally:
         if bench.mock is not None:
             bench.mock.stop()
@@ -381,6 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save", default="", metavar="SHORT-DESC", help="also write bench/results/<date>-<SHORT-DESC>.json")
     parser.add_argument("--repeat", type=int, default=1, help="measure every row N times, interleaved; report each row's median pass")
     parser.add_argument("--seconds", type=int, default=0, help="seconds of each measured phase (default 10 at 1 connection, 15 at 32)")
+    parser.add_argument("--no-rss", action="store_true", help="skip the RSS growth figure (a minute or more of load)")
     parser.add_argument("--keep-work", action="store_true", help="keep configs and logs under bench/.work/")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     return parser.parse_args(argv)
@@ -402,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         phases = QUICK if args.quick else FULL
         if args.seconds > 0:
             phases = replace(phases, c1_s=args.seconds, c32_s=args.seconds)
+        if args.no_rss:
+            phases = replace(phases, rss_growth=False)
         result = run(rows, phases, workdir, pin=pin, repeat=max(1, args.repeat))
     finally:
         if not args.keep_work:

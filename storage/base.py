@@ -12,7 +12,9 @@ Contract of the window calls:
    ``T`` fit in ``L.tokens``, and it is not cooling down. On success it records one entry of
    ``T`` tokens, adds one in-flight request and returns a ``Reservation``. Otherwise it records
    nothing and returns a ``Refusal`` whose ``retry_after`` is the time until the reservation
-   could succeed (cooldown end, or the moment enough old entries leave the window).
+   could succeed (cooldown end, or the moment enough old entries leave the window). A backend
+   may attach the key's state right after the reservation (``Reservation.state``, read in the
+   same atomic step), so a balancer can rank keys without a ``key_states`` call per request.
 2. ``settle(reservation, tokens=N, failed=..., latency=..., now=t)`` replaces the entry's token
    count by ``N`` (the real usage), removes the in-flight request and updates health. It returns
    the key's consecutive failure count after this outcome.
@@ -78,6 +80,7 @@ class Reservation:
     entry_id: str
     tokens: int
     at: float
+    state: KeyState | None = field(default=None, compare=False, repr=False)  # the key just after, if the backend says
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,48 +7,87 @@ call is atomic, which is what ``storage.base`` promises.
 from __future__ import annotations
 
 import itertools
+from array import array
 from collections import deque
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Sequence
 
 from storage.base import INFLIGHT_STALE, CacheEntry, KeyState, Refusal, Reservation, WindowLimits, ewma
 from storage.usage import RETENTION, Dims, Rollup, UsageEvent
 
 
-@dataclass(slots=True)
-class _Entry:
-    """One request in a key's window. Deliberately small: a busy key holds one per request of
-    the last minute."""
-
-    at: float
-    tokens: int
+_MAX_TOKENS = 2**31 - 1  # what one window slot holds
 
 
 @dataclass(slots=True)
 class _Key:
-    entries: deque = field(default_factory=deque)  # oldest first
-    expired_before: float = 0.0  # entries at or before this have left ``entries``
+    """One provider key. Its window is two flat arrays, oldest first: ``times[head:]`` and
+    ``sizes[head:]`` are the reservation times and token counts of the requests in the window.
+    A busy key holds one request per reservation of the last minute, so each costs 12 bytes
+    here instead of an object. A request's sequence number (its entry id) is ``base`` plus its
+    index; expired ones are dropped from the front in amortized O(1), once they are an eighth
+    of the arrays (so the arrays stay within 9/8 of the window)."""
+
+    times: array = field(default_factory=lambda: array("d"))
+    sizes: array = field(default_factory=lambda: array("i"))  # tokens of one request: below 2**31
+    head: int = 0
+    base: int = 0
     tokens: int = 0
-    inflight: dict = field(default_factory=dict)  # entry id -> its _Entry, until settled
+    inflight: dict = field(default_factory=dict)  # sequence number -> reserved at, until settled
     cooldown_until: float = 0.0
     failures: int = 0
     error_rate: float = 0.0
     latency: float = 0.0
     history: dict = field(default_factory=dict)  # minute start -> [requests, tokens]
 
+    @property
+    def requests(self) -> int:
+        return len(self.times) - self.head
+
+    def append(self, at: float, tokens: int) -> int:
+        tokens = min(tokens, _MAX_TOKENS)
+        self.times.append(at)
+        self.sizes.append(tokens)
+        self.tokens += tokens
+        return self.base + len(self.times) - 1
+
+    def correct(self, seq: int, tokens: int) -> None:
+        """Set a request's tokens to ``tokens`` if it is still in the window."""
+        index = seq - self.base
+        if self.head <= index < len(self.sizes):
+            tokens = min(tokens, _MAX_TOKENS)
+            self.tokens += tokens - self.sizes[index]
+            self.sizes[index] = tokens
+
+    def entries(self):
+        """(reserved at, tokens) of the requests in the window, oldest first."""
+        return zip(islice(self.times, self.head, None), islice(self.sizes, self.head, None))
+
     def expire(self, cutoff: float) -> int:
-        entries = self.entries
-        removed = 0
-        while entries and entries[0].at <= cutoff:
-            self.tokens -= entries.popleft().tokens
-            removed += 1
-        self.expired_before = max(self.expired_before, cutoff)
+        times, sizes, head, end = self.times, self.sizes, self.head, len(self.times)
+        start = head
+        while head < end and times[head] <= cutoff:
+            self.tokens -= sizes[head]
+            head += 1
+        removed = head - start
+        if head > 1024 and head * 8 > end:  # drop the expired front once it is an eighth of the arrays
+            del times[:head]
+            del sizes[:head]
+            self.base += head
+            head = 0
+        self.head = head
         return removed
 
-    def live_inflight(self, now: float) -> int:
-        stale = [entry_id for entry_id, entry in self.inflight.items() if entry.at <= now - INFLIGHT_STALE]
-        for entry_id in stale:
-            del self.inflight[entry_id]
+    def live_inflight(self, now: float, *, thorough: bool = True) -> int:
+        """In-flight requests, after dropping marks older than ``INFLIGHT_STALE``. Marks are kept in
+        reservation order, so unless ``thorough`` only the oldest is looked at to decide on a scan."""
+        inflight = self.inflight
+        if not inflight or (not thorough and next(iter(inflight.values())) > now - INFLIGHT_STALE):
+            return len(inflight)
+        stale = [seq for seq, at in inflight.items() if at <= now - INFLIGHT_STALE]
+        for seq in stale:
+            del self.inflight[seq]
         return len(self.inflight)
 
 
@@ -57,12 +96,13 @@ def minute_of(at: float) -> int:
 
 
 def window_wait(entries, used_tokens: int, need: int, limit: int, window: float, now: float) -> float:
-    """Seconds until enough of the oldest ``entries`` leave the window for ``need`` more tokens."""
+    """Seconds until enough of the oldest ``entries`` ((reserved at, tokens), oldest first) leave
+    the window for ``need`` more tokens."""
     freed = 0
-    for entry in entries:
-        freed += entry.tokens
+    for at, tokens in entries:
+        freed += tokens
         if used_tokens - freed + need <= limit:
-            return entry.at + window - now
+            return at + window - now
     return window
 
 
@@ -74,7 +114,6 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._keys: dict[str, _Key] = {}
-        self._ids = itertools.count(1)
         self._cache: dict[str, CacheEntry] = {}
         self._events: deque[tuple[int, UsageEvent]] = deque()
         self._event_ids = itertools.count(1)
@@ -95,31 +134,27 @@ class MemoryStore:
         if state.cooldown_until > now:
             return Refusal(key_id, state.cooldown_until - now, "cooldown")
         state.expire(now - limits.window)
-        if limits.requests is not None and len(state.entries) >= limits.requests:
-            return Refusal(key_id, state.entries[0].at + limits.window - now, "requests")
+        if limits.requests is not None and state.requests >= limits.requests:
+            return Refusal(key_id, state.times[state.head] + limits.window - now, "requests")
         if limits.tokens is not None:
             need = min(tokens, limits.tokens)  # a request bigger than the window waits for an empty one
             if state.tokens + need > limits.tokens:
-                wait = window_wait(state.entries, state.tokens, need, limits.tokens, limits.window, now)
+                wait = window_wait(state.entries(), state.tokens, need, limits.tokens, limits.window, now)
                 return Refusal(key_id, wait, "tokens")
-        entry = _Entry(now, tokens)
-        entry_id = str(next(self._ids))
-        state.entries.append(entry)
-        state.tokens += tokens
-        state.inflight[entry_id] = entry
+        seq = state.append(now, tokens)
+        state.inflight[seq] = now
         minute = state.history.setdefault(minute_of(now), [0, 0])
         minute[0] += 1
         minute[1] += tokens
-        return Reservation(key_id, entry_id, tokens, now)
+        return Reservation(key_id, str(seq), tokens, now)
 
     async def settle(
         self, reservation: Reservation, *, tokens: int, failed: bool | None, latency: float | None, now: float
     ) -> int:
         state = self._key(reservation.key_id)
-        entry = state.inflight.pop(reservation.entry_id, None)
-        if entry is not None and entry.at > state.expired_before:  # still in the window: correct the estimate
-            state.tokens += tokens - entry.tokens
-            entry.tokens = tokens
+        seq = int(reservation.entry_id) if reservation.entry_id.isdigit() else -1  # not ours: health only
+        if state.inflight.pop(seq, None) is not None:
+            state.correct(seq, tokens)  # if still in the window: the real usage replaces the estimate
         minute = state.history.get(minute_of(reservation.at))
         if minute is not None:
             minute[1] += tokens - reservation.tokens
@@ -143,9 +178,9 @@ class MemoryStore:
             state = self._key(key_id)
             state.expire(now - window)
             states[key_id] = KeyState(
-                requests=len(state.entries),
+                requests=state.requests,
                 tokens=state.tokens,
-                inflight=state.live_inflight(now),
+                inflight=state.live_inflight(now, thorough=False),
                 cooldown_until=state.cooldown_until,
                 failures=state.failures,
                 error_rate=state.error_rate,
@@ -195,8 +230,11 @@ class MemoryStore:
             self._events.append((next(self._event_ids), event))
 
     async def read_events(self, after: str, *, limit: int) -> list[tuple[str, UsageEvent]]:
-        start = int(after) if after else 0
-        return [(str(seq), event) for seq, event in self._events if seq > start][:limit]
+        if not self._events:
+            return []
+        # Sequence numbers are consecutive: the first event after ``after`` is found by arithmetic.
+        skip = max(0, (int(after) if after else 0) - self._events[0][0] + 1)
+        return [(str(seq), event) for seq, event in islice(self._events, skip, skip + limit)]
 
     async def rollup_cursor(self) -> str:
         return self._cursor
@@ -260,7 +298,7 @@ class MemoryStore:
     async def footprint(self, key_ids: Sequence[str]) -> dict[str, int]:
         states = [self._keys[k] for k in key_ids if k in self._keys]
         return {
-            "window_entries": sum(len(s.entries) for s in states),
+            "window_entries": sum(s.requests for s in states),
             "inflight": sum(len(s.inflight) for s in states),
             "history_points": sum(len(s.history) for s in states),
             "cache_entries": len(self._cache),

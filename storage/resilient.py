@@ -30,19 +30,11 @@ from loguru import logger
 
 from storage.base import Reservation
 from storage.memory import MemoryStore
-from storage.redis import StoreUnavailable
+from storage.redis import StoreUnavailable, bounded
 from storage.usage import UsageEvent
 
 LOCAL = "local:"
 REMOTE = "remote:"
-_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+: no task per call
-
-
-async def bounded(awaitable, seconds: float):
-    if _timeout is not None:
-        async with _timeout(seconds):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)
 
 
 class ResilientStore:
@@ -67,6 +59,9 @@ class ResilientStore:
         self.degraded = False
         self.fallbacks = 0
         self._pending: deque[UsageEvent] = deque(maxlen=max_pending)
+        # Calls the primary bounds by itself within ``timeout`` (see ``RedisStore.self_bounded``).
+        bound = getattr(primary, "self_bound", None)
+        self._self_bounded = getattr(primary, "self_bounded", frozenset()) if bound is not None and bound <= timeout else frozenset()
         self._probe: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ state changes
@@ -112,6 +107,8 @@ class ResilientStore:
 
     async def _primary(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         try:
+            if timeout is None and method in self._self_bounded:
+                return await getattr(self.primary, method)(*args, **kwargs)
             return await bounded(getattr(self.primary, method)(*args, **kwargs), timeout or self.timeout)
         except asyncio.CancelledError:
             raise

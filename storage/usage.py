@@ -11,7 +11,7 @@ hours, using day buckets for the whole days inside, and ``group_rows`` sums rows
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import orjson
@@ -51,7 +51,7 @@ class UsageEvent:
     request_id: str = ""
 
     def dumps(self) -> str:
-        return orjson.dumps(asdict(self)).decode()
+        return orjson.dumps(self).decode()  # orjson writes a dataclass's fields in order, as asdict would
 
     @classmethod
     def loads(cls, text: str | bytes) -> "UsageEvent":
@@ -85,10 +85,14 @@ def fold(events: Iterable[UsageEvent]) -> Rollup:
     """Sum events into hour and day buckets."""
     rollup: Rollup = {}
     for event in events:
-        increments = event.increments()
-        for granularity in GRANULARITIES:
-            totals = rollup.setdefault((granularity, bucket_start(event.at, granularity), event.dims), dict.fromkeys(METRICS, 0))
-            for name, value in increments.items():
+        increments = event.increments().items()
+        dims = event.dims
+        for granularity, size in GRANULARITIES.items():
+            key = (granularity, int(event.at // size) * size, dims)
+            totals = rollup.get(key)
+            if totals is None:
+                totals = rollup[key] = dict.fromkeys(METRICS, 0)
+            for name, value in increments:
                 totals[name] += value
     return rollup
 

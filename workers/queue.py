@@ -6,7 +6,10 @@
   Redis, or ``storage.queue.url``) and run by ``coo-llm worker`` processes; crons run there too.
 - ``LocalQueue`` otherwise: the same job functions run in this process, deferred requests as
   timed tasks and crons on their periods. With several web processes each runs its own; the
-  jobs are safe to run concurrently (see ``workers``).
+  jobs are safe to run concurrently (see ``workers``). Usage events also get folded as soon as
+  ``FOLD_BACKLOG`` of them were stored since the last fold (``events_stored``, told by the
+  usage sink), so the events waiting in this process's memory stay bounded by that, not by a
+  ``rollup_every`` period of traffic, and each fold is short.
 
 Both offer ``defer_chat`` / ``result`` for queue-backed retries, and ``snapshot`` (for
 ``GET /admin/v1/queue``) / ``refresh_metrics`` (queue depth gauges for ``/metrics``).
@@ -27,6 +30,8 @@ from workers.rollup import rollup_usage
 from workers.warming import warm_cache
 
 QUEUE_NAME = "arq:queue"
+# Without Redis: fold usage events as soon as this many were stored since the last fold.
+FOLD_BACKLOG = 1000
 DEFERRED_CHAT = "deferred_chat"
 JOBS = {DEFERRED_CHAT: instrumented(DEFERRED_CHAT, deferred_chat)}
 
@@ -74,10 +79,28 @@ class LocalQueue:
         self._waiting: dict[str, dict] = {}  # job id -> info of deferred jobs not yet finished
         self._results: dict[str, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._unfolded = 0
+        self._folding: asyncio.Task | None = None
+        self._fold = next(function for name, function, _ in cron_jobs(settings) if name == "rollup_usage")
 
     async def start(self) -> None:
         for name, function, period in cron_jobs(self.settings):
             self._spawn(self._every(name, function, period))
+
+    def events_stored(self, count: int) -> None:
+        """The usage sink stored ``count`` events: fold now if ``FOLD_BACKLOG`` are waiting."""
+        self._unfolded += count
+        if self._unfolded >= FOLD_BACKLOG and self._folding is None:
+            self._unfolded = 0
+            self._folding = self._spawn(self._fold_backlog())
+
+    async def _fold_backlog(self) -> None:
+        try:
+            await self._fold(self.ctx)
+        except Exception:
+            pass  # counted and logged by ``instrumented``; the next run tries again
+        finally:
+            self._folding = None
 
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
