@@ -55,7 +55,9 @@ class Phases:
     c32_s: int
     streams: int  # sequential requests timed by the stream client
     rss_growth: bool
-    rss_checkpoints: tuple[int, int] = (20_000, 200_000)
+    # RSS is read at each: the target compares the first two; the third, once the 60 s rate
+    # windows are full, shows whether memory keeps growing after that (a leak) or levels off.
+    rss_checkpoints: tuple[int, ...] = (20_000, 200_000, 500_000)
 
 
 FULL = Phases(warmup_s=3, c1_s=10, c32_s=15, streams=500, rss_growth=True)
@@ -238,9 +240,8 @@ class Run:
         return out
 
     def rss_growth(self, rps_hint: float | None) -> dict:
-        """RSS of a fresh memory gateway after ~20k and ~200k requests at 32 connections."""
+        """RSS of a fresh memory gateway at each of ``rss_checkpoints`` requests (32 connections)."""
         row = BY_ID["memory-1w"]
-        first, last = self.phases.rss_checkpoints
         service = None
         try:
             service, port = self.start_target(row, gateway_config(row, mock_url=self.mock_url, redis_url=None), tag="-rss")
@@ -249,7 +250,7 @@ class Run:
             total = errors = 0
             rate = rps_hint or 2000.0
             readings = []
-            for goal in (first, last):
+            for goal in self.phases.rss_checkpoints:
                 while total < goal:
                     seconds = max(1, min(20, math.ceil((goal - total) / rate)))
                     result = self.load(row, port, script, CONNECTIONS, seconds)
@@ -259,8 +260,8 @@ class Run:
                 time.sleep(0.5)  # let the last responses and log writes settle
                 readings.append((total, service.rss_mb()))
                 say(f"RSS {readings[-1][1]:.1f} MB after {total:,} requests")
-            (n1, rss1), (n2, rss2) = readings
-            return {
+            (n1, rss1), (n2, rss2) = readings[:2]
+            growth = {
                 "status": "ok" if not errors else "invalid",
                 "reason": f"{errors} failed responses" if errors else None,
                 "requests_at_first": n1,
@@ -269,6 +270,10 @@ class Run:
                 "rss_mb_at_last": round(rss2, 2),
                 "ratio": round(rss2 / rss1, 4) if rss1 else None,
             }
+            if len(readings) > 2:  # after the windows filled: does it keep growing?
+                n3, rss3 = readings[2]
+                growth.update(requests_at_after=n3, rss_mb_at_after=round(rss3, 2), ratio_after=round(rss3 / rss2, 4) if rss2 else None)
+            return growth
         except Exception as error:  # noqa: BLE001
             return {"status": "failed", "reason": f"{type(error).__name__}: {error}"[:600]}
         finally:

@@ -265,6 +265,12 @@ def markdown(result: dict) -> str:
             parts.append(
                 f"RSS growth (memory, 1 worker): {growth['rss_mb_at_first']:.1f} MB after {growth['requests_at_first']:,} requests, "
                 f"{growth['rss_mb_at_last']:.1f} MB after {growth['requests_at_last']:,}: ratio {growth['ratio']:.3f}."
+                + (
+                    f" Once the rate windows are full: {growth['rss_mb_at_after']:.1f} MB after {growth['requests_at_after']:,} "
+                    f"requests, {growth['ratio_after']:.3f}× the {growth['requests_at_last']:,} figure."
+                    if growth.get("ratio_after") is not None
+                    else ""
+                )
             )
         else:
             parts.append(f"RSS growth: {growth.get('status')}: {growth.get('reason')}")

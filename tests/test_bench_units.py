@@ -114,6 +114,17 @@ def test_markdown_shows_every_row_and_target():
     assert all(line.count("|") == header_cells for line in lines[2:5])
 
 
+
+def test_markdown_shows_the_rss_reading_after_the_windows_fill():
+    growth = {"status": "ok", "reason": None, "requests_at_first": 20_500, "rss_mb_at_first": 60.0,
+              "requests_at_last": 201_000, "rss_mb_at_last": 64.2, "ratio": 1.07,
+              "requests_at_after": 502_000, "rss_mb_at_after": 64.9, "ratio_after": 1.0109}
+    text = stats.markdown({"rows": [], "targets": [], "rss_growth": growth})
+    assert "60.0 MB after 20,500 requests, 64.2 MB after 201,000: ratio 1.070." in text
+    assert "64.9 MB after 502,000 requests, 1.011× the 201,000 figure." in text
+    del growth["ratio_after"]
+    assert "502,000" not in stats.markdown({"rows": [], "targets": [], "rss_growth": growth})
+
 # ------------------------------------------------------------------ Prometheus histogram
 
 
