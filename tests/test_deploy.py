@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -183,6 +184,34 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck_and_the_procfile_entry_p
         assert (ROOT / source).exists(), source
     assert "tests" in (ROOT / ".dockerignore").read_text().split()
 
+
+def test_the_build_stage_context_is_enough_to_build_the_wheel(tmp_path):
+    """What the Dockerfile's build stage copies, and nothing else, builds the package (as ``pip
+    wheel .`` does there): a file pyproject.toml needs (readme, license) must be copied too."""
+    text = (ROOT / "Dockerfile").read_text()
+    build_stage = re.split(r"^FROM ", text, flags=re.MULTILINE)[1]  # [0] is the header comment
+    context = tmp_path / "context"
+    context.mkdir()
+    for line in re.findall(r"^COPY (?!--from)(.+)$", build_stage, re.MULTILINE):
+        *sources, destination = [word for word in line.split() if not word.startswith("--")]
+        for source in sources:  # the build stage's WORKDIR is the context root
+            target = context / Path(source).name if destination.endswith("/") else context / destination
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(ROOT / source, target)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path / "wheels"), str(context)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    [wheel] = (tmp_path / "wheels").glob("coo_llm-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("license-files", [])
+    for license_file in declared:  # setuptools only warns when one is missing from the context
+        assert any(name.endswith(f".dist-info/licenses/{license_file}") for name in names), license_file
+    assert "app/cli.py" in names
 
 def test_the_scale_out_example_config_is_valid():
     env = {**os.environ, "COO_CLIENT_KEY": "client"}
