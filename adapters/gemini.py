@@ -18,6 +18,8 @@ left out), ``functionCall`` parts become ``tool_calls`` with generated ids. ``fi
 by ``gemini_finish_reason_to_finish_reason`` (``STOP`` with calls -> ``tool_calls``). A prompt
 blocked by ``promptFeedback.blockReason`` (no candidates) becomes a 200 answer with
 ``finish_reason: content_filter``, ``content: null`` and a ``refusal`` naming the block reason.
+A candidate's ``logprobsResult`` (asked for with ``logprobs`` / ``top_logprobs``) becomes the
+choice's ``logprobs`` (``gemini_logprobs_to_logprobs``); in streams, each chunk's own.
 Usage: prompt = ``promptTokenCount`` (+ tool-use prompt), completion = candidates + thoughts,
 cached = ``cachedContentTokenCount``. Streams repeat usage on every chunk: the last one counts.
 """
@@ -96,6 +98,8 @@ GEMINI_PARAMS: dict[str, Param] = {
         Handling.EMULATED,
         "a thinking budget: none 0, minimal 128, low 1024, medium 8192, high 24576, xhigh 32768 tokens",
     ),
+    "logprobs": Param("generationConfig.responseLogprobs", note="each chosen token's log probability (`logprobsResult`), on models that return them"),
+    "top_logprobs": by_code("generationConfig.logprobs when above 0 (needs `logprobs: true`)"),
     "response_format": by_code("generationConfig.responseMimeType + responseSchema"),
     "tools": by_code("tools[].functionDeclarations"),
     "tool_choice": by_code("toolConfig.functionCallingConfig: AUTO, ANY, NONE, allowedFunctionNames"),
@@ -429,6 +433,29 @@ def candidate_parts(candidate: dict) -> CandidateParts:
     return out
 
 
+def _logprob_entry(candidate: Any) -> dict:
+    token = candidate.get("token") if isinstance(candidate, dict) and isinstance(candidate.get("token"), str) else ""
+    logprob = candidate.get("logProbability") if isinstance(candidate, dict) else None
+    return {"token": token, "logprob": float(logprob) if isinstance(logprob, (int, float)) else 0.0, "bytes": list(token.encode())}
+
+
+def gemini_logprobs_to_logprobs(result: Any) -> dict | None:
+    """A candidate's ``logprobsResult`` as an OpenAI choice's ``logprobs`` (None when absent).
+
+    ``chosenCandidates[i]`` is the token picked at step i and ``topCandidates[i].candidates`` the
+    alternatives Gemini ranked there; they become ``content[i]`` and its ``top_logprobs``."""
+    if not isinstance(result, dict) or not isinstance(result.get("chosenCandidates"), list):
+        return None
+    tops = result.get("topCandidates") if isinstance(result.get("topCandidates"), list) else []
+    content = []
+    for step, chosen in enumerate(result["chosenCandidates"]):
+        entry = _logprob_entry(chosen)
+        ranked = tops[step].get("candidates") if step < len(tops) and isinstance(tops[step], dict) else None
+        entry["top_logprobs"] = [_logprob_entry(c) for c in ranked] if isinstance(ranked, list) else []
+        content.append(entry)
+    return {"content": content, "refusal": None}
+
+
 def blocked_prompt_refusal(data: dict) -> str | None:
     """The refusal text for a prompt Gemini blocked (``promptFeedback.blockReason``), else None."""
     feedback = data.get("promptFeedback") if isinstance(data.get("promptFeedback"), dict) else {}
@@ -458,6 +485,10 @@ class GeminiAdapter:
         body["contents"] = contents
         if instruction:
             body["systemInstruction"] = instruction
+        if chat.get("top_logprobs"):
+            if chat.get("logprobs") is not True:
+                raise AdapterError("'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+            set_path(body, "generationConfig.logprobs", chat["top_logprobs"])
         max_tokens = requested_max_tokens(chat, target)
         if max_tokens:
             set_path(body, "generationConfig.maxOutputTokens", max_tokens)
@@ -486,6 +517,7 @@ class GeminiAdapter:
                 finish = gemini_finish_reason_to_finish_reason(candidate.get("finishReason"), has_tool_calls=bool(parts.calls))
                 content = "".join(parts.text) if parts.text else None
                 choices.append(choice(candidate.get("index", position), content, parts.calls, finish))
+                choices[-1]["logprobs"] = gemini_logprobs_to_logprobs(candidate.get("logprobsResult"))
         else:
             refusal = blocked_prompt_refusal(data)
             if refusal is None:
@@ -613,18 +645,22 @@ class GeminiStream:
         if parts.calls:
             delta["tool_calls"] = [{"index": state.tool_calls + n, **call} for n, call in enumerate(parts.calls)]
             state.tool_calls += len(parts.calls)
+        # This chunk's tokens' log probabilities go with its content, else with its finish chunk.
+        logprobs = gemini_logprobs_to_logprobs(candidate.get("logprobsResult"))
         frames = []
         if delta:
             if not state.role_sent:
                 state.role_sent = True
                 delta = {"role": "assistant", **delta}
-            frames.append(self.state.head.chunk(index, delta))
+            frames.append(self.state.head.chunk(index, delta, logprobs=logprobs))
+            logprobs = None
         reason = candidate.get("finishReason")
         if reason:
             state.finished = True
             delta = {} if state.role_sent else {"role": "assistant", "content": ""}
             state.role_sent = True
-            frames.append(self.state.head.chunk(index, delta, gemini_finish_reason_to_finish_reason(reason, has_tool_calls=state.tool_calls > 0)))
+            finish = gemini_finish_reason_to_finish_reason(reason, has_tool_calls=state.tool_calls > 0)
+            frames.append(self.state.head.chunk(index, delta, finish, logprobs=logprobs))
         return frames
 
     def finish(self) -> list[bytes]:

@@ -191,14 +191,14 @@ class ChunkHead:
     model: str
     created: int
 
-    def chunk(self, index: int, delta: dict, finish_reason: str | None = None) -> bytes:
+    def chunk(self, index: int, delta: dict, finish_reason: str | None = None, *, logprobs: dict | None = None) -> bytes:
         return frame(
             {
                 "id": self.id,
                 "object": "chat.completion.chunk",
                 "created": self.created,
                 "model": self.model,
-                "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+                "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
             }
         )
 

@@ -13,6 +13,7 @@ so one conformance test can assert what the upstream received, whatever the prov
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -401,6 +402,19 @@ class GeminiWire:
             return [{"functionCall": {"name": step.tool_call["name"], "args": step.tool_call.get("arguments", {})}}], text
         return [{"text": text}], text
 
+    @staticmethod
+    def _logprobs(body: dict, text: str) -> dict | None:
+        """What Gemini adds when ``responseLogprobs`` is on: each word of ``text`` (with the space
+        before it) is one step, with ``generationConfig.logprobs`` ranked alternatives, the chosen
+        one first. The steps' tokens join back into ``text``."""
+        config = body.get("generationConfig") or {}
+        if config.get("responseLogprobs") is not True:
+            return None
+        ranked = config.get("logprobs") or 0
+        chosen = [{"token": word, "tokenId": n, "logProbability": -0.1 * (n + 1)} for n, word in enumerate(re.findall(r"\s*\S+|\s+", text))]
+        tops = [{"candidates": [c, *({"token": f"alt{k}", "tokenId": 10_000 + k, "logProbability": -5.0 - k} for k in range(1, ranked))][:ranked]} for c in chosen]
+        return {"topCandidates": tops, "chosenCandidates": chosen, "logProbabilitySum": sum(c["logProbability"] for c in chosen)}
+
     def completion(self, body: dict, step, ids) -> dict:
         parts, text = self._parts(body, step)
         out = {
@@ -410,6 +424,9 @@ class GeminiWire:
         }
         if not step.no_usage:
             out["usageMetadata"] = self._usage(*token_counts(body, text, step), step)
+        logprobs = self._logprobs(body, text)
+        if logprobs and not step.tool_call:
+            out["candidates"][0]["logprobsResult"] = logprobs
         return out
 
     def stream(self, body: dict, step, ids) -> list[bytes]:
@@ -422,6 +439,9 @@ class GeminiWire:
             chunks.append({"candidates": [{"content": {"role": "model", "parts": piece}, "index": 0}],
                            "usageMetadata": self._usage(prompt, max(1, completion * number // len(pieces)), step),
                            "modelVersion": "gemini-fake-001", "responseId": response_id})
+            logprobs = self._logprobs(body, piece[0].get("text", "")) if not step.tool_call else None
+            if logprobs:
+                chunks[-1]["candidates"][0]["logprobsResult"] = logprobs
         chunks.append({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": step.stop_reason or "STOP", "index": 0}],
                        "usageMetadata": self._usage(prompt, completion, step), "modelVersion": "gemini-fake-001", "responseId": response_id})
         if step.no_usage:

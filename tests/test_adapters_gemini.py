@@ -96,13 +96,40 @@ def test_tool_choice(choice, expected):
 
 @pytest.mark.parametrize(
     "params,param",
-    [({"logprobs": True}, "logprobs"), ({"parallel_tool_calls": False}, "parallel_tool_calls"), ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+    [({"top_logprobs": 3}, "top_logprobs"), ({"parallel_tool_calls": False}, "parallel_tool_calls"), ({"reasoning_effort": "extreme"}, "reasoning_effort"),
      ({"modalities": ["text", "audio"]}, "modalities"), ({"unknown_thing": 1}, "unknown_thing")],
 )
 def test_what_gemini_cannot_honour_is_a_400(params, param):
     with pytest.raises(AdapterError) as caught:
         build(chat(user("x"), **params))
     assert caught.value.param == param
+
+
+def test_log_probabilities_asked_and_translated(schemas_if_present):
+    config = build(chat(user("x"), logprobs=True, top_logprobs=3))["generationConfig"]
+    assert (config["responseLogprobs"], config["logprobs"]) == (True, 3)
+    assert "logprobs" not in build(chat(user("x"), logprobs=True, top_logprobs=0))["generationConfig"]
+    body = orjson.loads(ADAPTER.parse_chat(written("gemini/logprobs.json"), model="m").body)
+    if schemas_if_present:
+        schemas_if_present.check("CreateChatCompletionResponse", body)
+    [answer] = body["choices"]
+    assert answer["logprobs"] == {"refusal": None, "content": [
+        {"token": "Yes", "logprob": -0.02, "bytes": [89, 101, 115], "top_logprobs": [
+            {"token": "Yes", "logprob": -0.02, "bytes": [89, 101, 115]}, {"token": "No", "logprob": -4.1, "bytes": [78, 111]}]},
+        {"token": ",", "logprob": -0.3, "bytes": [44], "top_logprobs": [
+            {"token": ",", "logprob": -0.3, "bytes": [44]}, {"token": ".", "logprob": -1.5, "bytes": [46]}]},
+        {"token": " ok", "logprob": -0.9, "bytes": [32, 111, 107], "top_logprobs": [
+            {"token": " ok", "logprob": -0.9, "bytes": [32, 111, 107]}, {"token": " café", "logprob": -1.1, "bytes": list(" café".encode())}]},
+    ]}
+    chunks = chunks_of(replay(ADAPTER.stream_translator(model="m", include_usage=False), events_of(written("gemini/logprobs.sse"))))
+    for chunk in chunks:
+        if schemas_if_present:
+            schemas_if_present.check("CreateChatCompletionStreamResponse", chunk)
+    per_chunk = [[s["token"] for s in c["choices"][0]["logprobs"]["content"]] for c in chunks if c["choices"] and c["choices"][0]["logprobs"]]
+    assert per_chunk == [["Yes", ","], [" ok"]]  # each chunk carries its own steps, once
+    assert assemble(chunks).content == "Yes, ok"
+    plain = orjson.loads(ADAPTER.parse_chat(written("gemini/two_candidates.json"), model="m").body)
+    assert all(c["logprobs"] is None for c in plain["choices"])
 
 
 def test_response_format_becomes_mime_type_and_schema():

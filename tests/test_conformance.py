@@ -278,7 +278,7 @@ def test_bad_request_is_a_400_to_the_client_without_retry(client, fake, kind):
         ("anthropic", {"n": 2}, "n"),
         ("anthropic", {"logprobs": True}, "logprobs"),
         ("gemini", {"messages": [user([{"type": "image_url", "image_url": {"url": "https://img.test/cat.png"}}])]}, "messages[0].content[0]"),
-        ("gemini", {"logprobs": True}, "logprobs"),
+        ("gemini", {"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true, as OpenAI requires
     ],
 )
 def test_a_parameter_the_provider_cannot_honour_is_a_400_before_any_call(client, fake, kind, params, param):
@@ -287,6 +287,31 @@ def test_a_parameter_the_provider_cannot_honour_is_a_400_before_any_call(client,
         client.chat.completions.create(**request)
     assert caught.value.body["param"] == param
     assert fake.count(f"{kind}-1") + fake.count(f"{kind}-2") == 0
+
+
+def test_gemini_log_probabilities_reach_the_sdk(client, fake, schemas):
+    raw = client.chat.completions.with_raw_response.create(
+        model="chat-gemini", messages=[user("how sure are you")], logprobs=True, top_logprobs=2)
+    completion = raw.parse()
+    config = fake.requests[-1].body["generationConfig"]
+    assert (config["responseLogprobs"], config["logprobs"]) == (True, 2)
+    steps = completion.choices[0].logprobs.content
+    assert "".join(step.token for step in steps) == completion.choices[0].message.content == "echo: how sure are you"
+    assert [round(step.logprob, 6) for step in steps] == [round(-0.1 * (n + 1), 6) for n in range(len(steps))]
+    assert all(len(step.top_logprobs) == 2 and step.top_logprobs[0].token == step.token for step in steps)
+    assert steps[0].bytes == list(steps[0].token.encode())
+    if schemas:
+        schemas.check("CreateChatCompletionResponse", json.loads(raw.content))
+
+    chunks = list(client.chat.completions.create(
+        model="chat-gemini", messages=[user("and streamed")], logprobs=True, stream=True))
+    assert "logprobs" not in fake.requests[-1].body["generationConfig"]  # no top_logprobs asked
+    tokens = [step.token for c in chunks if c.choices and c.choices[0].logprobs for step in c.choices[0].logprobs.content]
+    assert "".join(tokens) == "echo: and streamed"
+    assert all(step.top_logprobs == [] for c in chunks if c.choices and c.choices[0].logprobs for step in c.choices[0].logprobs.content)
+
+    plain = client.chat.completions.create(model="chat-gemini", messages=[user("no logprobs")])
+    assert plain.choices[0].logprobs is None and "responseLogprobs" not in (fake.requests[-1].body.get("generationConfig") or {})
 
 
 # ------------------------------------------------------------------ embeddings
