@@ -216,6 +216,25 @@ def test_several_candidates_become_choices_and_unknown_reasons_warn(schemas_if_p
     assert [r["extra"].get("finish_reason") for r in warnings_logged] == ["SOMETHING_NEW"]
 
 
+def test_several_candidates_streamed_keep_their_own_index_and_finish(schemas_if_present):
+    chunks = chunks_of(replay(ADAPTER.stream_translator(model="m", include_usage=True), events_of(written("gemini/two_candidates.sse"))))
+    for chunk in chunks:
+        if schemas_if_present:
+            schemas_if_present.check("CreateChatCompletionStreamResponse", chunk)
+    by_index: dict[int, dict] = {}
+    for chunk in chunks:
+        for c in chunk["choices"]:  # one choice per chunk, as OpenAI streams n > 1
+            entry = by_index.setdefault(c["index"], {"roles": [], "content": "", "finish": []})
+            entry["roles"] += [c["delta"]["role"]] if c["delta"].get("role") else []
+            entry["content"] += c["delta"].get("content") or ""
+            entry["finish"] += [c["finish_reason"]] if c["finish_reason"] else []
+    assert by_index == {0: {"roles": ["assistant"], "content": "Red apple", "finish": ["length"]},
+                        1: {"roles": ["assistant"], "content": "Blue sky", "finish": ["stop"]}}
+    assert all(len(chunk["choices"]) == 1 for chunk in chunks[:-1]) and chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 6  # the last usage, counted once
+    assert len({chunk["id"] for chunk in chunks}) == 1
+
+
 def test_usage_repeated_on_every_chunk_counts_once():
     translator = ADAPTER.stream_translator(model="m", include_usage=True)
     chunk = {"candidates": [{"content": {"parts": [{"text": "a"}]}, "index": 0}], "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 1}}
