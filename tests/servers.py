@@ -144,9 +144,10 @@ class RedisCluster:
 
 
 class WebdisServer:
-    def __init__(self, workdir: Path, redis_port: int) -> None:
+    def __init__(self, workdir: Path, redis_port: int, *, basic_auth: str | None = None) -> None:
         self.port = free_port()
         self.redis_port = redis_port
+        self.basic_auth = basic_auth  # "user:password": every command then needs HTTP Basic auth
         self.workdir = Path(workdir) / f"webdis-{self.port}"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen | None = None
@@ -166,14 +167,19 @@ class WebdisServer:
             "pool_size": 8,
             "daemonize": False,
             "database": 0,
-            "acl": [{"disabled": ["DEBUG", "FLUSHALL", "FLUSHDB"]}],
+            "acl": [{"disabled": ["DEBUG", "FLUSHALL", "FLUSHDB"]}] if not self.basic_auth else [
+                {"disabled": ["*"]},
+                {"http_basic_auth": self.basic_auth, "enabled": ["*"]},
+                {"http_basic_auth": self.basic_auth, "disabled": ["DEBUG", "FLUSHALL", "FLUSHDB"]},
+            ],
             "verbosity": 1,
             "logfile": str(self.workdir / "webdis.log"),
         }
         path = self.workdir / "webdis.json"
         path.write_text(json.dumps(config))
         self.process = subprocess.Popen([binary("webdis") or "webdis", str(path)], cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: httpx.get(self.url + "/PING", timeout=0.5).status_code == 200, f"webdis on {self.port}")
+        auth = tuple(self.basic_auth.split(":", 1)) if self.basic_auth else None
+        _wait(lambda: httpx.get(self.url + "/PING", timeout=0.5, auth=auth).status_code == 200, f"webdis on {self.port}")
         return self
 
     def stop(self) -> None:
