@@ -434,6 +434,7 @@ def candidate_parts(candidate: dict) -> CandidateParts:
 
 
 def _logprob_entry(candidate: Any) -> dict:
+    # Google's JSON leaves out proto3 defaults, so a missing logProbability is 0.0 and a missing token "".
     token = candidate.get("token") if isinstance(candidate, dict) and isinstance(candidate.get("token"), str) else ""
     logprob = candidate.get("logProbability") if isinstance(candidate, dict) else None
     return {"token": token, "logprob": float(logprob) if isinstance(logprob, (int, float)) else 0.0, "bytes": list(token.encode())}
