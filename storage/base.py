@@ -31,7 +31,9 @@ Contract of the other state (issue 4: many processes, one gateway):
    entries with at least ``min_hits`` hits that expire before ``expiring_before`` (for warming).
    ``cache_purge`` deletes every entry and says how many.
 5. Usage events. ``append_events`` adds events in order; each gets a cursor (an opaque string
-   that orders as the events do). ``read_events(after)`` returns up to ``limit`` events after a
+   that orders as the events do). Given a ``writer`` id and a ``batch`` number (growing with
+   each call of that writer), a networked backend appends a batch at most once, so a call whose
+   reply was lost can be repeated safely. ``read_events(after)`` returns up to ``limit`` events after a
    cursor (``""`` = from the start). ``apply_rollup(rollup, expected, cursor)`` atomically adds
    the increments and moves the roll-up cursor from ``expected`` to ``cursor``, or does nothing
    and returns False if the stored cursor is not ``expected`` (another folder got there first).
@@ -140,7 +142,7 @@ class RuntimeStore(Protocol):
 
     async def cache_purge(self) -> int: ...
 
-    async def append_events(self, events: Sequence[UsageEvent]) -> None: ...
+    async def append_events(self, events: Sequence[UsageEvent], *, writer: str = "", batch: int = 0) -> None: ...
 
     async def read_events(self, after: str, *, limit: int) -> list[tuple[str, UsageEvent]]: ...
 

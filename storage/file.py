@@ -186,7 +186,8 @@ class FileStore:
 
     # ------------------------------------------------------------------ usage events and roll-ups (SQLite)
 
-    async def append_events(self, events: Sequence[UsageEvent]) -> None:
+    async def append_events(self, events: Sequence[UsageEvent], *, writer: str = "", batch: int = 0) -> None:
+        # In-process: a call cannot succeed without this process seeing it, so nothing is ever sent twice.
         self._events.extend(events)
         self._start_flusher()
 

@@ -43,6 +43,10 @@ USAGE_EVENTS = f"{PREFIX}:{{u}}:events"  # STREAM of UsageEvent JSON
 USAGE_CURSOR = f"{PREFIX}:{{u}}:cursor"  # STRING: the last event id folded into roll-ups
 
 
+def usage_writer(writer: str) -> str:
+    return f"{PREFIX}:{{u}}:writer:{writer}"  # STRING: the highest append mark of one writer (process)
+
+
 def rollup_bucket(granularity: str, bucket: int) -> str:
     return f"{PREFIX}:{{u}}:rollup:{granularity}:{bucket}"  # HASH "<dims>\t<metric>" -> total
 

@@ -225,7 +225,8 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ usage events and roll-ups
 
-    async def append_events(self, events: Sequence[UsageEvent]) -> None:
+    async def append_events(self, events: Sequence[UsageEvent], *, writer: str = "", batch: int = 0) -> None:
+        # In-process: a call cannot succeed without this process seeing it, so nothing is ever sent twice.
         for event in events:
             self._events.append((next(self._event_ids), event))
 

@@ -39,6 +39,10 @@ from storage.usage import RETENTION, Dims, Rollup, UsageEvent, field_name, parse
 KEY_TTL_MS = 86_400_000
 # Unfolded usage events kept at most (approximately); beyond that the oldest are dropped.
 EVENTS_MAX = 2_000_000
+# Idempotent appends: one writer mark per chunk of a batch (a batch has fewer chunks than this),
+# remembered a week after a writer's last append, longer than any batch waits to be sent again.
+MARKS_PER_BATCH = 1_000_000
+WRITER_TTL_MS = 7 * 86_400_000
 CHUNK = 500
 
 
@@ -257,10 +261,17 @@ return deleted
 # KEYS: index ; ARGV: now -> index members removed (their entries expired by TTL already)
 CACHE_TRIM = Script("cache_trim", "return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])")
 
-# KEYS: events ; ARGV: max length, event JSON... -> id of the last event
+# KEYS: events, writer ; ARGV: max length, mark (0: none), writer TTL ms, event JSON... -> id of the last event
+# A writer's marks only grow (see ``RedisStore.append_events``): a mark at or below the writer's
+# highest is a batch already appended, sent again because its reply was lost, and is skipped.
 EVENTS_APPEND = Script("events_append", """
+local mark = tonumber(ARGV[2])
+if mark > 0 then
+  if mark <= tonumber(redis.call('GET', KEYS[2]) or '0') then return 'duplicate' end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+end
 local id = ''
-for i = 2, #ARGV do id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
+for i = 4, #ARGV do id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
 return id
 """)
 
@@ -467,10 +478,15 @@ class RedisStore:
 
     # ------------------------------------------------------------------ usage events and roll-ups
 
-    async def append_events(self, events: Sequence[UsageEvent]) -> None:
-        for start in range(0, len(events), CHUNK):
-            batch = [event.dumps() for event in events[start : start + CHUNK]]
-            await self.transport.run(EVENTS_APPEND, [keys.USAGE_EVENTS], [EVENTS_MAX, *batch])
+    async def append_events(self, events: Sequence[UsageEvent], *, writer: str = "", batch: int = 0) -> None:
+        """Append ``events``. With ``writer`` and ``batch`` (numbered from 1, growing with every
+        call of that writer, the same number when a call is repeated) the append is idempotent:
+        a call whose reply was lost can be repeated without adding its events twice."""
+        names = [keys.USAGE_EVENTS, keys.usage_writer(writer or "-")]
+        for chunk, start in enumerate(range(0, len(events), CHUNK)):
+            mark = batch * MARKS_PER_BATCH + chunk + 1 if writer and batch > 0 else 0
+            lines = [event.dumps() for event in events[start : start + CHUNK]]
+            await self.transport.run(EVENTS_APPEND, names, [EVENTS_MAX, mark, WRITER_TTL_MS, *lines])
 
     async def read_events(self, after: str, *, limit: int) -> list[tuple[str, UsageEvent]]:
         start = "(" + after if after else "-"

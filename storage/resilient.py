@@ -15,6 +15,11 @@ fails or times out, the store turns *degraded*:
    events are written to it, the store turns healthy again (one log line, ``on_state(False)``)
    and calls go to the primary again.
 
+Usage events are never counted twice. A batch that failed may still have been appended (Redis
+ran it, then the reply was lost to a timeout or a shutdown), so batches go out one at a time,
+numbered, under this store's writer id, and a batch sent again keeps its number: the primary
+skips a number it has already appended (``RedisStore.append_events``).
+
 A reservation made in memory carries the ``local:`` prefix in its entry id, so it is settled in
 memory even if the primary came back meanwhile.
 """
@@ -22,6 +27,8 @@ memory even if the primary came back meanwhile.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 from collections import deque
 from dataclasses import replace
 from typing import Any, Callable, Sequence
@@ -58,7 +65,12 @@ class ResilientStore:
         self.on_state = on_state
         self.degraded = False
         self.fallbacks = 0
-        self._pending: deque[UsageEvent] = deque(maxlen=max_pending)
+        self.max_pending = max_pending
+        self._pending: deque[tuple[int, list[UsageEvent]]] = deque()  # (batch number, events), oldest first
+        self._pending_events = 0
+        self._writer = secrets.token_hex(6)  # this store's id for idempotent appends
+        self._batches = itertools.count(1)
+        self._appending = asyncio.Lock()  # batches go out one at a time, in number order
         # Calls the primary bounds by itself within ``timeout`` (see ``RedisStore.self_bounded``).
         bound = getattr(primary, "self_bound", None)
         self._self_bounded = getattr(primary, "self_bounded", frozenset()) if bound is not None and bound <= timeout else frozenset()
@@ -87,18 +99,17 @@ class ResilientStore:
             try:
                 if not await bounded(self.primary.ping(), self.timeout * 4):
                     continue
-                while self._pending:  # replay events buffered while degraded, oldest first
-                    batch = [self._pending.popleft() for _ in range(min(500, len(self._pending)))]
-                    try:
-                        await bounded(self.primary.append_events(batch), self.bulk_timeout)
-                    except BaseException:
-                        self._pending.extendleft(reversed(batch))
-                        raise
+                async with self._appending:
+                    while self._pending:  # replay the batches buffered while degraded, oldest first, same numbers
+                        number, events = self._pending[0]
+                        await bounded(self.primary.append_events(events, writer=self._writer, batch=number), self.bulk_timeout)
+                        self._pending.popleft()
+                        self._pending_events -= len(events)
+                    self.degraded = False  # still holding the lock: no batch can be buffered behind the replay
             except asyncio.CancelledError:
                 raise
             except Exception:
                 continue
-            self.degraded = False
             logger.info("runtime store reachable again: shared state restored", store=self.name)
             if self.on_state:
                 self.on_state(False)
@@ -177,17 +188,25 @@ class ResilientStore:
             raise StoreUnavailable(f"runtime store {self.name} unavailable (degraded)")
         return await self._primary("claim", name, owner, **kwargs)
 
-    async def append_events(self, events: Sequence[UsageEvent]) -> None:
-        if not self.degraded:
-            try:
-                return await self._primary("append_events", events)
-            except StoreUnavailable:
-                pass
-        self._pending.extend(events)
+    async def append_events(self, events: Sequence[UsageEvent], **_: Any) -> None:
+        if not events:
+            return
+        async with self._appending:
+            number = next(self._batches)
+            if not self.degraded:
+                try:
+                    return await self._primary("append_events", events, writer=self._writer, batch=number)
+                except StoreUnavailable:
+                    pass
+            self._pending.append((number, list(events)))
+            self._pending_events += len(events)
+            while self._pending_events > self.max_pending:  # a long outage: the oldest batches go
+                _, dropped = self._pending.popleft()
+                self._pending_events -= len(dropped)
 
     @property
     def pending_events(self) -> int:
-        return len(self._pending)
+        return self._pending_events
 
     # ------------------------------------------------------------------ background: primary only
 
