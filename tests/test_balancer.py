@@ -9,7 +9,8 @@ import pytest
 
 from conftest import openai_client
 from fakeupstream import Step
-from gateway import config, free_port, provider
+from gateway import config, provider
+from servers import free_port
 
 HELLO = [{"role": "user", "content": "hello"}]
 
