@@ -102,6 +102,17 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory):
+    """A redis-server of this test module's own, for tests that stop it or watch all its keys
+    (a module may define its own ``redis``, e.g. a persistent one)."""
+    from servers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("module-redis")).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def webdis_server(redis_server, tmp_path_factory):
     """A real webdis in front of the session's redis-server."""

@@ -21,18 +21,11 @@ from app.config import RuntimeStorage
 from conftest import openai_client
 from fakeupstream import Step
 from gateway import WorkerProcess, config, provider
-from servers import RedisServer, redis_command
+from servers import redis_command
 from storage import Reservation, WindowLimits, open_store
 
 ADMIN = {"authorization": "Bearer admin-secret-key"}
 PRICING = {"input_token_cost": 0.5, "output_token_cost": 1.5}
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("one-gateway")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,10 @@ import pytest
 
 from fakeupstream import Step
 from gateway import WorkerProcess, config, provider
-from servers import RedisServer, redis_command
+from servers import redis_command
 from test_one_gateway import backdate, send
 
 ADMIN = {"authorization": "Bearer admin-secret-key"}
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("crash")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
