@@ -22,8 +22,8 @@ from pathlib import Path
 
 from bench import flame, wrk
 from bench.procs import ROOT, find_program
-from bench.rows import BY_ID, gateway_config, missing_feature, request_headers
-from bench.run import CONNECTIONS, FULL, LOAD_CPU, RESULTS, Run, say
+from bench.rows import BY_ID, request_headers
+from bench.run import CONNECTIONS, FULL, LOAD_CPU, RESULTS, Run, RowSkipped, say
 
 
 def py_spy() -> str:
@@ -74,17 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     gateway = redis = None
     bench.start_mock()
     try:
-        config = None
-        if row.kind == "gateway":
-            redis_url = None
-            if row.storage == "redis":
-                if not bench.redis:
-                    raise SystemExit("redis-server is needed for this row")
-                redis, redis_url = bench.start_redis(row.id)
-            config = gateway_config(row, mock_url=bench.mock_url, redis_url=redis_url)
-            lacking = missing_feature(config)
-            if lacking:
-                raise SystemExit(f"row {row.id} cannot run in this build: {lacking}")
+        try:
+            config, redis = bench.row_config(row)
+        except RowSkipped as skipped:
+            raise SystemExit(f"row {row.id} cannot run here: {skipped}") from None
         gateway, port = bench.start_target(row, config)
         problem, _ = bench.preflight(row, port)
         if problem:

@@ -64,6 +64,10 @@ FULL = Phases(warmup_s=3, c1_s=10, c32_s=15, streams=500, rss_growth=True)
 QUICK = Phases(warmup_s=1, c1_s=1, c32_s=2, streams=30, rss_growth=False)
 
 
+class RowSkipped(Exception):
+    """A row this machine or build cannot run; the message says why."""
+
+
 def say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -111,6 +115,25 @@ class Run:
     @property
     def mock_url(self) -> str:
         return f"http://127.0.0.1:{self.mock_port}"
+
+    def row_config(self, row: Row) -> tuple[dict | None, Service | None]:
+        """The gateway config of ``row`` (None for the mock and the bare proxy) and the
+        redis-server started for it, if any. ``RowSkipped`` when this machine or build cannot
+        run the row (nothing is left running then)."""
+        if row.kind != "gateway":
+            return None, None
+        redis = redis_url = None
+        if row.storage == "redis":
+            if not self.redis:
+                raise RowSkipped("redis-server is not installed")
+            redis, redis_url = self.start_redis(row.id)
+        config = gateway_config(row, mock_url=self.mock_url, redis_url=redis_url)
+        lacking = missing_feature(config)
+        if lacking:
+            if redis is not None:
+                redis.stop()
+            raise RowSkipped(lacking)
+        return config, redis
 
     def start_redis(self, name: str) -> tuple[Service, str]:
         port = free_port()
@@ -162,18 +185,12 @@ class Run:
         result = {"id": row.id, "label": row.label, "kind": row.kind, "stream": row.stream, "baseline": row.baseline, "workers": row.workers}
         started: list[Service] = []
         try:
-            config = None
-            if row.kind == "gateway":
-                redis_url = None
-                if row.storage == "redis":
-                    if not self.redis:
-                        return {**result, "status": "skipped", "reason": "redis-server is not installed"}
-                    redis, redis_url = self.start_redis(row.id)
-                    started.append(redis)
-                config = gateway_config(row, mock_url=self.mock_url, redis_url=redis_url)
-                lacking = missing_feature(config)
-                if lacking:
-                    return {**result, "status": "skipped", "reason": lacking}
+            try:
+                config, redis = self.row_config(row)
+            except RowSkipped as skipped:
+                return {**result, "status": "skipped", "reason": str(skipped)}
+            if redis is not None:
+                started.append(redis)
             note = None
             try:
                 target, port = self.start_target(row, config)
