@@ -517,8 +517,8 @@ class GeminiAdapter:
                 parts = candidate_parts(candidate)
                 finish = gemini_finish_reason_to_finish_reason(candidate.get("finishReason"), has_tool_calls=bool(parts.calls))
                 content = "".join(parts.text) if parts.text else None
-                choices.append(choice(candidate.get("index", position), content, parts.calls, finish))
-                choices[-1]["logprobs"] = gemini_logprobs_to_logprobs(candidate.get("logprobsResult"))
+                logprobs = gemini_logprobs_to_logprobs(candidate.get("logprobsResult"))
+                choices.append(choice(candidate.get("index", position), content, parts.calls, finish, logprobs=logprobs))
         else:
             refusal = blocked_prompt_refusal(data)
             if refusal is None:

@@ -162,11 +162,13 @@ def tool_call(call_id: str, name: str, arguments: Any) -> dict:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": text}}
 
 
-def choice(index: int, content: str | None, tool_calls: list[dict], finish_reason: str, refusal: str | None = None) -> dict:
+def choice(
+    index: int, content: str | None, tool_calls: list[dict], finish_reason: str, refusal: str | None = None, *, logprobs: dict | None = None
+) -> dict:
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
 def usage_object(usage: Usage, reasoning_tokens: int = 0) -> dict:
