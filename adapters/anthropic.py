@@ -30,6 +30,8 @@ import orjson
 from loguru import logger
 
 from adapters.base import (
+    Outcome,
+    outcome_for_status,
     AdapterError,
     ChatResult,
     SSEEvent,
@@ -57,7 +59,6 @@ from adapters.shapes import (
     usage_object,
 )
 from adapters.sse import DONE_FRAME
-from balancer.health import Outcome, outcome_for_status
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # for targets not built from config; app.config.REQUIRED_MAX_TOKENS gives the same

@@ -10,7 +10,8 @@ it bytes and compare results. Per provider type it provides:
   OpenAI request body (the adapter must not mutate it).
 - ``parse_chat(body, *, model) -> ChatResult``: an OpenAI ``chat.completion`` and its usage.
 - ``stream_translator(*, model, include_usage) -> StreamTranslator``: per-stream state.
-- ``parse_error(status, headers, body) -> UpstreamError``: classify a non-2xx answer.
+- ``parse_error(status, headers, body) -> UpstreamError``: classify a non-2xx answer into an
+  ``Outcome`` (defined here, with whether a retry elsewhere can help, as data).
 - ``build_embeddings(body, target) -> UpstreamRequest`` / ``parse_embeddings(body, *, model,
   request) -> ChatResult`` (an OpenAI embeddings list and its usage). A provider without
   embeddings raises ``AdapterError`` from ``build_embeddings``.
@@ -27,11 +28,54 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Mapping, Protocol
 
 import orjson
 
-from balancer.health import Outcome
+
+class Outcome(str, Enum):
+    """What one upstream call did: the balancer is told outcomes, never exceptions."""
+
+    SUCCESS = "success"
+    CLIENT_ERROR = "client_error"
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECT = "connect"
+    AUTH = "auth"
+
+    @property
+    def retryable(self) -> bool:
+        """A retry on another key or target can help."""
+        return self not in (Outcome.SUCCESS, Outcome.CLIENT_ERROR)
+
+    @property
+    def key_failed(self) -> bool | None:
+        """True if the key (not the request) failed; None if the outcome says nothing about it."""
+        if self is Outcome.SUCCESS:
+            return False
+        if self is Outcome.CLIENT_ERROR:
+            return None
+        return True
+
+
+def outcome_for_status(status: int) -> Outcome:
+    """Classify an upstream HTTP status."""
+    if status < 400:
+        return Outcome.SUCCESS
+    if status == 429:
+        return Outcome.RATE_LIMITED
+    if status == 408:
+        return Outcome.TIMEOUT
+    if status in (401, 403):
+        return Outcome.AUTH
+    if status in (503, 529):
+        return Outcome.OVERLOADED
+    if status >= 500:
+        return Outcome.SERVER_ERROR
+    return Outcome.CLIENT_ERROR
 
 
 class AdapterError(ValueError):

@@ -36,6 +36,8 @@ import orjson
 from loguru import logger
 
 from adapters.base import (
+    Outcome,
+    outcome_for_status,
     AdapterError,
     ChatResult,
     SSEEvent,
@@ -64,7 +66,6 @@ from adapters.shapes import (
     usage_object,
 )
 from adapters.sse import DONE_FRAME
-from balancer.health import Outcome, outcome_for_status
 
 # Gemini 3 wants the thought signature of a function call it made back with that call; OpenAI
 # clients cannot carry it, and Google documents this value for calls whose signature is unknown.

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from adapters.base import (
+    Outcome,
+    outcome_for_status,
     ChatResult,
     SSEEvent,
     UpstreamError,
@@ -39,7 +41,6 @@ from adapters.base import (
 )
 from adapters.shapes import new_id, now
 from adapters.sse import DONE_FRAME, frame
-from balancer.health import Outcome, outcome_for_status
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _GO_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

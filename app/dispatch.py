@@ -47,7 +47,7 @@ from app.redact import Redactor
 from app.tokens import estimate_prompt_tokens
 from app.upstream import UpstreamClient, UpstreamStream
 from balancer.catalog import Catalog, ForbiddenModel, Target, UnknownModel
-from balancer.health import Outcome
+from adapters.base import Outcome
 from balancer.pool import Balancer, Exhausted, Lease
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from typing import AsyncIterator, Mapping
 import aiohttp
 
 from adapters.base import UpstreamError, UpstreamRequest
-from balancer.health import Outcome
+from adapters.base import Outcome
 
 # Upper bound on connecting, separate from the request budget, so a black-holed host fails fast.
 CONNECT_TIMEOUT = 10.0

@@ -15,52 +15,10 @@ retry_after=20)``. ``cooldown_seconds`` turns an outcome into a rest period:
 
 from __future__ import annotations
 
-from enum import Enum
+from adapters.base import Outcome
 
 # Consecutive failures that make a key "repeatedly failing" and start its backoff.
 REPEATED = 2
-
-
-class Outcome(str, Enum):
-    SUCCESS = "success"
-    CLIENT_ERROR = "client_error"
-    RATE_LIMITED = "rate_limited"
-    OVERLOADED = "overloaded"
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    CONNECT = "connect"
-    AUTH = "auth"
-
-    @property
-    def retryable(self) -> bool:
-        """A retry on another key or target can help."""
-        return self not in (Outcome.SUCCESS, Outcome.CLIENT_ERROR)
-
-    @property
-    def key_failed(self) -> bool | None:
-        """True if the key (not the request) failed; None if the outcome says nothing about it."""
-        if self is Outcome.SUCCESS:
-            return False
-        if self is Outcome.CLIENT_ERROR:
-            return None
-        return True
-
-
-def outcome_for_status(status: int) -> Outcome:
-    """Classify an upstream HTTP status."""
-    if status < 400:
-        return Outcome.SUCCESS
-    if status == 429:
-        return Outcome.RATE_LIMITED
-    if status == 408:
-        return Outcome.TIMEOUT
-    if status in (401, 403):
-        return Outcome.AUTH
-    if status in (503, 529):
-        return Outcome.OVERLOADED
-    if status >= 500:
-        return Outcome.SERVER_ERROR
-    return Outcome.CLIENT_ERROR
 
 
 def cooldown_seconds(outcome: Outcome, *, failures: int, retry_after: float | None, policy) -> float:
