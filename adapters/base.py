@@ -92,7 +92,6 @@ class AdapterError(ValueError):
 class UpstreamRequest:
     url: str
     body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)  # without credentials
     method: str = "POST"
 
 

@@ -1,10 +1,12 @@
 """What one request did, and where that is recorded: metrics, the access log line, usage events.
 
-A ``RequestRecord`` rides on ``request.ctx`` from the first middleware on; dispatch fills in the
-provider, key, tokens and cost, and ``finish`` is called exactly once when the client has its
-answer (for a stream: when the stream ends). For model routes (``/v1/...`` except the model
-list) ``finish`` also hands one ``UsageEvent`` to the process's ``UsageSink``, which appends
-events to the runtime store in batches (every ``interval`` seconds); the roll-up job folds them.
+A ``RequestRecord`` is made once per request, by the first middleware (``app.server``) or by
+whoever runs a call without an HTTP client (cache warming); the service (``app.service``) fills
+in the provider, key, tokens and cost through its methods, and ``finish`` is called exactly once
+when the client has its answer (for a stream: when the stream ends). For a call the service ran
+(``billable``) ``finish`` also hands one ``UsageEvent`` to the process's ``UsageSink``, which
+appends events to the runtime store in batches (every ``interval`` seconds); the roll-up job
+folds them.
 """
 
 from __future__ import annotations
@@ -40,20 +42,37 @@ class RequestRecord:
     attempts: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = 0.0  # None: no known price
     stream: bool = False
     cache_hit: bool = False
     saved: float = 0.0  # USD a cache hit saved (the cost of the answer it replayed)
     deferred: str = ""  # the queue job that served it (queue-backed retry), if any
+    cache_result: str = ""  # hit | miss | bypass when the cache is on, else ""
     error: str | None = None
+    billable: bool = False  # a model call the service ran: finishing it appends a usage event
+    inflight: bool = False  # counted in ``coo_llm_inflight_requests`` until finished
     finished: bool = False
 
     def served_by(self, provider: str, key_id: str, model: str, listed: bool = True) -> None:
         self.provider, self.key_id, self.model = provider, key_id, model
         self.model_label = model if listed else UNLISTED_MODEL
 
-    def charge(self, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+    def charge(self, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
+        """What the request spent; ``cost`` None: the model has no known price."""
         self.prompt_tokens, self.completion_tokens, self.cost = prompt_tokens, completion_tokens, cost
+
+    def answered_from_cache(self, meta: dict) -> None:
+        """A cache hit: served by no key, costs nothing, saves what the stored answer cost."""
+        self.cache_hit = True
+        self.served_by(meta.get("provider", ""), "", meta.get("model", ""), meta.get("listed", True))
+        self.charge(0, 0, 0.0)
+        self.saved = float(meta.get("cost") or 0.0)
+        self.attempts = 0
+
+    def client_gone(self) -> None:
+        """The client hung up before its answer was delivered (unless an error came first)."""
+        if self.error is None:
+            self.status, self.error = CLIENT_CLOSED, "client_closed"
 
 
 def finish(record: RequestRecord) -> None:
@@ -61,7 +80,8 @@ def finish(record: RequestRecord) -> None:
     if record.finished:
         return
     record.finished = True
-    metrics.INFLIGHT.dec()
+    if record.inflight:
+        metrics.INFLIGHT.dec()
     latency = time.perf_counter() - record.started
     provider, model = record.provider, record.model_label
     metrics.child(metrics.REQUESTS, provider, model, str(record.status)).inc()
@@ -69,7 +89,8 @@ def finish(record: RequestRecord) -> None:
     if record.prompt_tokens or record.completion_tokens:
         metrics.child(metrics.TOKENS, provider, model, "in").inc(record.prompt_tokens)
         metrics.child(metrics.TOKENS, provider, model, "out").inc(record.completion_tokens)
-        metrics.child(metrics.COST, provider, model).inc(record.cost)
+        if record.cost:
+            metrics.child(metrics.COST, provider, model).inc(record.cost)
     fields = {
         "request_id": record.request_id,
         "route": record.route,
@@ -81,7 +102,7 @@ def finish(record: RequestRecord) -> None:
         "latency_ms": round(latency * 1000, 2),
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
-        "cost_usd": round(record.cost, 8),
+        "cost_usd": None if record.cost is None else round(record.cost, 8),
         "attempts": record.attempts,
         "stream": record.stream,
     }
@@ -93,7 +114,7 @@ def finish(record: RequestRecord) -> None:
     if record.error:
         fields["error"] = record.error
     info_line("request", fields)
-    if _sink is not None and record.route.startswith("/v1/") and not record.route.startswith("/v1/models"):
+    if _sink is not None and record.billable:
         _sink.add(usage_event(record, latency))
 
 
@@ -106,7 +127,7 @@ def usage_event(record: RequestRecord, latency: float) -> UsageEvent:
         model=record.model,
         prompt_tokens=record.prompt_tokens,
         completion_tokens=record.completion_tokens,
-        cost=record.cost,
+        cost=record.cost or 0.0,
         status=record.status,
         latency_ms=round(latency * 1000, 3),
         cache_hit=record.cache_hit,

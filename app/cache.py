@@ -2,13 +2,14 @@
 
 The key (``cache_key``) is the SHA-256 of canonical JSON holding:
 
+- the endpoint (chat, embeddings...): one API's answer is never served to another,
 - the resolved target group (``provider:model`` of every target the request may go to),
 - the request minus ``model``, ``stream`` and ``stream_options`` (which only pick the transport):
   the messages, every generation parameter, the tools, ``user`` and anything else sent,
 - the client's namespace (its key id, or ``api_keys[].cache_namespace``), so one tenant never
   gets another's answer.
 
-Per request (``CachePlan``):
+Per request (``CacheDirectives`` from the headers, then a ``CachePlan`` made by the service):
 
 - ``Cache-Control: no-cache``: do not answer from the cache, but store the new answer.
 - ``Cache-Control: no-store``: do not store the answer (a cached one may still be served).
@@ -17,7 +18,8 @@ Per request (``CachePlan``):
 A hit answers with the stored ``chat.completion`` (a stream gets it replayed as SSE by
 ``replay_frames``), the ``x-coo-llm-cache: hit`` header, cost 0, and the cost it saved recorded
 in metrics and the usage event. Streamed misses are assembled (``StreamAssembler``) and stored
-like any other answer. Entries also keep the request, so the warming job can refresh them.
+like any other answer. Entries also keep the request (``app.calls.call_payload``), so the
+warming job can refresh them.
 """
 
 from __future__ import annotations
@@ -40,13 +42,51 @@ MAX_TTL = 7 * 86400
 TRANSPORT_FIELDS = frozenset({"model", "stream", "stream_options"})
 
 
-def cache_key(targets, body: dict, namespace: str) -> str:
+def cache_key(endpoint: str, targets, body: dict, namespace: str) -> str:
     canonical = {
+        "endpoint": endpoint,
         "namespace": namespace,
         "targets": [f"{t.provider_id}:{t.model}" for t in targets],
         "request": {name: value for name, value in body.items() if name not in TRANSPORT_FIELDS},
     }
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheDirectives:
+    """What the client asked of the cache for one request (``directives_from_headers``)."""
+
+    lookup: bool = True  # may answer from the cache
+    store: bool = True  # may store the answer
+    ttl: float | None = None  # seconds to store it for (None: policy.cache.ttl_seconds)
+
+
+NO_CACHE = CacheDirectives(lookup=False, store=False)
+
+
+def cache_control(value: str | None) -> set[str]:
+    return {part.strip().lower().split("=", 1)[0] for part in (value or "").split(",") if part.strip()}
+
+
+def directives_from_headers(headers) -> CacheDirectives:
+    """``Cache-Control: no-cache / no-store`` and ``x-coo-llm-cache-ttl``; 400 for a bad TTL."""
+    control = headers.get("cache-control")
+    raw_ttl = headers.get(TTL_HEADER)
+    if control is None and raw_ttl is None:
+        return DEFAULT_DIRECTIVES
+    directives = cache_control(control)
+    ttl = None
+    if raw_ttl is not None:
+        try:
+            ttl = float(raw_ttl)
+        except ValueError:
+            ttl = -1.0
+        if not 0 < ttl <= MAX_TTL:
+            raise InvalidRequest(f"'{TTL_HEADER}' must be a number of seconds between 1 and {MAX_TTL}.", param=TTL_HEADER, code="invalid_value")
+    return CacheDirectives("no-cache" not in directives, "no-store" not in directives, ttl)
+
+
+DEFAULT_DIRECTIVES = CacheDirectives()
 
 
 @dataclass(slots=True)
@@ -55,15 +95,11 @@ class CachePlan:
     lookup: bool  # may answer from the cache
     store: bool  # may store the answer
     ttl: float
-    request: dict = field(default_factory=dict)  # what warming needs to replay the request
+    request: dict = field(default_factory=dict)  # the call's payload (``app.calls``), so warming can replay it
 
     @property
     def header(self) -> str:
         return "miss" if self.lookup else "bypass"
-
-
-def cache_control(value: str | None) -> set[str]:
-    return {part.strip().lower().split("=", 1)[0] for part in (value or "").split(",") if part.strip()}
 
 
 class ResponseCache:
@@ -79,28 +115,20 @@ class ResponseCache:
     def namespace(self, principal) -> str:
         return self._namespaces.get(principal.id, principal.id)
 
-    def plan(self, call, targets, headers) -> CachePlan | None:
+    def plan(self, call, targets) -> CachePlan | None:
         """How this request uses the cache, or None when it does not at all."""
         if not self.policy.enabled:
             return None
-        directives = cache_control(headers.get("cache-control"))
-        lookup, store = "no-cache" not in directives, "no-store" not in directives
-        if not (lookup or store):
+        directives = call.cache
+        if not (directives.lookup or directives.store):
             metrics.child(metrics.CACHE_LOOKUPS, "bypass").inc()
             return None
-        ttl = float(self.policy.ttl_seconds)
-        raw_ttl = headers.get(TTL_HEADER)
-        if raw_ttl is not None:
-            try:
-                ttl = float(raw_ttl)
-            except ValueError:
-                ttl = -1.0
-            if not 0 < ttl <= MAX_TTL:
-                raise InvalidRequest(f"'{TTL_HEADER}' must be a number of seconds between 1 and {MAX_TTL}.", param=TTL_HEADER, code="invalid_value")
+        from app.calls import call_payload
+
         namespace = self.namespace(call.principal)
-        allowed = None if call.principal.allowed is None else sorted(call.principal.allowed)
-        request = {"body": call.body, "model": call.model, "namespace": namespace, "client": call.principal.id, "allowed": allowed, "max_tokens": call.max_tokens}
-        return CachePlan(cache_key(targets, call.body, namespace), lookup, store, ttl, request)
+        request = {**call_payload(call), "namespace": namespace}
+        ttl = directives.ttl if directives.ttl is not None else float(self.policy.ttl_seconds)
+        return CachePlan(cache_key(call.endpoint.name, targets, call.body, namespace), directives.lookup, directives.store, ttl, request)
 
     async def lookup(self, plan: CachePlan | None) -> CacheEntry | None:
         if plan is None or not plan.lookup:
@@ -132,12 +160,7 @@ class ResponseCache:
     @staticmethod
     def charge_hit(entry: CacheEntry, record) -> None:
         """A hit costs nothing; what the stored answer cost is recorded as saved."""
-        meta = entry.meta
-        record.cache_hit = True
-        record.served_by(meta.get("provider", ""), "", meta.get("model", ""), meta.get("listed", True))
-        record.charge(0, 0, 0.0)
-        record.saved = float(meta.get("cost") or 0.0)
-        record.attempts = 0
+        record.answered_from_cache(entry.meta)
         if record.saved:
             metrics.child(metrics.CACHE_SAVED, record.provider, record.model_label).inc(record.saved)
 

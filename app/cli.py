@@ -30,7 +30,7 @@ def _load_or_exit(path: str) -> Settings:
 
 def build_app(config_path: str):
     """Sanic app factory, run once per web process (it must be importable for spawned workers)."""
-    from app import create_app
+    from app.server import create_app
     from app.logging import setup_logging
 
     settings = load_settings(config_path)
@@ -165,6 +165,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
                 continue
             if call.stream:
                 call.body = {k: v for k, v in call.body.items() if k not in ("stream", "stream_options")}
+                call.stream = call.include_usage = False
             calls.append(call)
 
     async def run() -> dict:
@@ -173,7 +174,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
 
         job = await open_context(settings)
         try:
-            return await prewarm(job, calls, namespace=args.namespace, ttl=args.ttl)
+            return await prewarm(job, calls, ttl=args.ttl)
         finally:
             await job.close()
 

@@ -2,6 +2,9 @@
 
 Each class knows its HTTP status, its OpenAI error ``type`` and ``code``, so a handler only
 has to ``raise``; ``envelope()`` renders ``{"error": {"message", "type", "param", "code"}}``.
+``retry_later`` says whether waiting (a queue-backed retry) can help: no key had room, or every
+target failed in a way a later try may fix. It is data set where the error is made, never
+re-derived from codes.
 
     GatewayError                       500 server_error
     ├── InvalidRequest                 400 invalid_request_error (also 405 method_not_allowed)
@@ -30,6 +33,7 @@ class GatewayError(Exception):
     status = 500
     type = "server_error"
     code: str | None = "internal_error"
+    retry_later = False
 
     def __init__(
         self,
@@ -39,6 +43,7 @@ class GatewayError(Exception):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        retry_later: bool | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -48,6 +53,8 @@ class GatewayError(Exception):
         if status is not None:
             self.status = status
         self.retry_after = retry_after
+        if retry_later is not None:
+            self.retry_later = retry_later
 
     def envelope(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -106,6 +113,7 @@ class NoCapacity(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    retry_later = True
 
 
 class UpstreamRejected(GatewayError):

@@ -14,8 +14,8 @@ Then targets whose provider the caller may not use are removed. Unknown model:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from dataclasses import dataclass
+from typing import Callable
 
 
 class UnknownModel(LookupError):
@@ -39,7 +39,6 @@ class Target:
     req_per_min: int | None = None
     tokens_per_min: int | None = None
     max_tokens: int | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
     drop_params: tuple[str, ...] = ()
     timeout: float | None = None
     rank: int = 0
@@ -62,7 +61,6 @@ def target_for(provider, model: str, rank: int = 0, *, listed: bool = True) -> T
         req_per_min=provider.limits.req_per_min,
         tokens_per_min=provider.limits.tokens_per_min,
         max_tokens=provider.limits.max_tokens,
-        headers=dict(provider.headers),
         drop_params=tuple(provider.drop_params),
         timeout=provider.timeout,
         rank=rank,

@@ -22,27 +22,19 @@ key health, and starts a cooldown when ``balancer.health.cooldown_seconds`` asks
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from balancer import strategies
 from balancer.catalog import Target
 from balancer.health import Outcome, cooldown_seconds
+from balancer.keys import ProviderKey, provider_keys
 from balancer.strategies import Candidate
 from storage.base import KeyState, Refusal, Reservation, RuntimeStore, WindowLimits
 
 # Shared stores: the oldest a key's snapshot may be when ranking (seconds). Reservations stay exact
 # whatever the snapshot says: the store checks every limit atomically.
 STATE_MAX_AGE = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderKey:
-    """One upstream API key. ``id`` is the masked name used in logs, metrics, headers and storage."""
-
-    id: str
-    provider_id: str
-    secret: str = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -56,17 +48,17 @@ class Lease:
 
 
 class Exhausted(Exception):
-    """No candidate key has room now; one may in ``retry_after`` seconds."""
+    """No candidate key has room now; one may in ``retry_after`` seconds.
 
-    def __init__(self, retry_after: float, reasons: dict[str, str]):
+    ``reasons`` maps each refusing key's label to ``"cooldown"``, ``"requests"`` or ``"tokens"``;
+    ``unkeyed`` names the candidate providers that have no keys at all (then ``reasons`` is empty).
+    """
+
+    def __init__(self, retry_after: float, reasons: dict[str, str], unkeyed: tuple[str, ...] = ()):
         super().__init__(f"no capacity for {retry_after:.1f}s")
         self.retry_after = retry_after
-        self.reasons = reasons  # key id -> "cooldown" | "requests" | "tokens" | "no keys"
-
-
-def provider_keys(provider) -> tuple[ProviderKey, ...]:
-    """Number a provider's keys ``<id>#1``, ``<id>#2``... in config order."""
-    return tuple(ProviderKey(f"{provider.id}#{n}", provider.id, secret) for n, secret in enumerate(provider.api_keys, 1))
+        self.reasons = reasons
+        self.unkeyed = unkeyed
 
 
 class Balancer:
@@ -103,7 +95,7 @@ class Balancer:
     ) -> Lease:
         candidates = [Candidate(t, k) for t in targets for k in self.keys.get(t.provider_id, ())]
         if not candidates:
-            raise Exhausted(0.0, {t.provider_id: "no keys" for t in targets})
+            raise Exhausted(0.0, {}, tuple(dict.fromkeys(t.provider_id for t in targets)))
         now = self._clock()
         if len(candidates) == 1:  # nothing to rank: no state to read
             ordered = candidates
@@ -125,6 +117,7 @@ class Balancer:
                 now=now,
             )
         refusals: dict[str, Refusal] = {}
+        labels: dict[str, str] = {}
         for candidate in ordered:
             target, key = candidate.target, candidate.key
             if key.id in refusals:
@@ -141,9 +134,10 @@ class Balancer:
                 return Lease(target, key, result, prompt_tokens, completion, now)
             self._snapshots.pop(key.id, None)
             refusals[key.id] = result
+            labels[key.id] = key.label
         raise Exhausted(
             min(r.retry_after for r in refusals.values()),
-            {key_id: r.reason for key_id, r in refusals.items()},
+            {labels[key_id]: r.reason for key_id, r in refusals.items()},
         )
 
     async def release(

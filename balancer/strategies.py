@@ -27,7 +27,7 @@ from storage.base import KeyState
 
 if TYPE_CHECKING:
     from balancer.catalog import Target
-    from balancer.pool import ProviderKey
+    from balancer.keys import ProviderKey
 
 # Weights of the hybrid score by ``policy.priority``; ``policy.hybrid_weights`` overrides them.
 PRIORITY_WEIGHTS: dict[str, dict[str, float]] = {

@@ -6,11 +6,13 @@ One ``UsageEvent`` is appended per finished request. A fold turns a batch of eve
 batch and advances its cursor in one atomic step (``RuntimeStore.apply_rollup``).
 
 Queries read whole buckets: ``plan_buckets(start, end)`` covers ``[start, end)`` rounded out to
-hours, using day buckets for the whole days inside, and ``group_rows`` sums rows by one dimension.
+hours, using day buckets for the whole days inside, ``group_rows`` sums rows by one dimension, and
+``usage_report`` answers ``GET /admin/v1/usage`` from a store.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -145,3 +147,23 @@ def total_of(rows: Sequence[dict]) -> dict[str, float]:
 def _tidy(sums: dict[str, float]) -> dict[str, float]:
     """Counts as ints, money rounded to 1e-9 USD (float sums drift in the last digits)."""
     return {name: (round(value, 9) if name in ("cost_usd", "saved_usd", "latency_ms") else int(round(value))) for name, value in sums.items()}
+
+
+GROUPS = DIMENSIONS  # client | provider | model | key
+
+
+async def usage_report(store, *, start: float, end: float, group_by: str) -> dict:
+    """Totals of ``[start, end)`` (rounded out to whole hours) grouped by one dimension."""
+    buckets = plan_buckets(start, end)
+    rows = group_rows(await store.rollup_rows(buckets), group_by)
+    first = buckets[0][1] if buckets else int(start)
+    last = (buckets[-1][1] + (86400 if buckets[-1][0] == "day" else 3600)) if buckets else int(end)
+    return {
+        "object": "usage",
+        "from": first,
+        "to": last,
+        "group_by": group_by,
+        "data": rows,
+        "total": total_of(rows),
+        "generated_at": time.time(),
+    }

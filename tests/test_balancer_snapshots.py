@@ -54,7 +54,7 @@ def test_states_are_read_once_per_max_age_and_limits_stay_exact(redis_server):
                 if n == 10:  # every script is loaded by now (a first use costs a retry after NOSCRIPT)
                     calls.append(script_calls(redis_server.port))
                 lease = await balancer.acquire(targets, prompt_tokens=1, max_tokens=1)
-                used.append(lease.key.id)
+                used.append(lease.key.label)
                 await balancer.release(lease, Outcome.SUCCESS, tokens=2, latency=0.01)
             calls.append(script_calls(redis_server.port))
             # The other process takes all but one of the requests left in the keys' windows (15 each).

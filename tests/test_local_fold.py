@@ -19,7 +19,7 @@ def test_a_backlog_of_stored_events_is_folded_at_once():
 
     async def scenario():
         store = MemoryStore()
-        queue = LocalQueue(settings, JobContext(settings, store, None, None))
+        queue = LocalQueue(settings, JobContext(settings, store, None))
         sink = UsageSink(store, interval=0.01, on_stored=queue.events_stored)
         now = time.time()
         for i in range(FOLD_BACKLOG - 1):

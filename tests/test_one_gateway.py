@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from app.config import RuntimeStorage
+from balancer.keys import key_id as state_id
 from conftest import openai_client
 from fakeupstream import Step
 from gateway import WorkerProcess, config, provider
@@ -114,8 +115,10 @@ def test_the_usage_rollup_matches_the_upstream_and_the_pricing(cluster, fake):
     assert by_key["roll#1"]["requests"] == 14
 
 
-def backdate(redis, key_id: str, seconds_ago: float, *, requests: int = 1) -> None:
-    """Take a key's only slot as if another process had used it ``seconds_ago`` seconds ago."""
+def backdate(redis, provider_id: str, secret: str, seconds_ago: float, *, requests: int = 1) -> None:
+    """Take a key's only slot as if another process had used it ``seconds_ago`` seconds ago
+    (state is stored under the key's digest identity, ``balancer.keys.key_id``)."""
+    key_id = state_id(provider_id, secret)
 
     async def fill():
         store = open_store(RuntimeStorage(type="redis", url=redis.url, timeout=2), resilient=False)
@@ -130,7 +133,7 @@ def backdate(redis, key_id: str, seconds_ago: float, *, requests: int = 1) -> No
 
 def test_a_deferred_retry_completes_through_the_worker_once_the_window_frees(cluster, fake, redis):
     first, _, _ = cluster
-    backdate(redis, "q#1", 57)  # the window frees in ~3 s, well inside the 8 s budget
+    backdate(redis, "q", "Q1", 57)  # the window frees in ~3 s, well inside the 8 s budget
     started = time.monotonic()
     raw = openai_client(first).chat.completions.with_raw_response.create(model="q-model", messages=[{"role": "user", "content": "wait for it"}])
     elapsed = time.monotonic() - started
@@ -145,12 +148,12 @@ def test_a_deferred_retry_completes_through_the_worker_once_the_window_frees(clu
 
 def test_a_deferred_retry_that_cannot_get_a_slot_in_time_fails_cleanly(cluster, fake, redis):
     _, second, _ = cluster
-    backdate(redis, "q2#1", 56)  # frees in ~4 s ...
+    backdate(redis, "q2", "Q2", 56)  # frees in ~4 s ...
     with ThreadPoolExecutor(1) as pool:
         started = time.monotonic()
         pending = pool.submit(send, second, "q2-model", "never")
         time.sleep(1.0)
-        backdate(redis, "q2#1", 0, requests=2)  # ... but another process takes it again meanwhile
+        backdate(redis, "q2", "Q2", 0, requests=2)  # ... but another process takes it again meanwhile
         status = pending.result()
     assert status == 429 and time.monotonic() - started < 12  # by its deadline (8 s), with slack for a busy machine
     assert fake.count("Q2") == 0  # nothing was sent upstream for it

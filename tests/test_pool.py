@@ -46,7 +46,7 @@ async def lease_keys(balancer, targets, n, *, prompt=10, max_tokens=10, release=
     keys = []
     for _ in range(n):
         lease = await balancer.acquire(targets, prompt_tokens=prompt, max_tokens=max_tokens)
-        keys.append(lease.key.id)
+        keys.append(lease.key.label)
         if release:
             await balancer.release(lease, Outcome.SUCCESS, tokens=prompt + max_tokens, latency=0.1)
     return keys
@@ -58,10 +58,10 @@ def test_least_loaded_prefers_fewest_in_flight():
 
     async def scenario():
         held = [await balancer.acquire(targets, prompt_tokens=1, max_tokens=1) for _ in range(3)]
-        assert sorted(lease.key.id for lease in held) == ["a#1", "a#2", "a#3"]  # one each while in flight
+        assert sorted(lease.key.label for lease in held) == ["a#1", "a#2", "a#3"]  # one each while in flight
         await balancer.release(held[1], Outcome.SUCCESS, tokens=2)
         nxt = await balancer.acquire(targets, prompt_tokens=1, max_tokens=1)
-        assert nxt.key.id == held[1].key.id  # the only key with nothing in flight
+        assert nxt.key.label == held[1].key.label  # the only key with nothing in flight
 
     run(scenario())
 
@@ -74,7 +74,7 @@ def test_least_loaded_then_lowest_window_use():
         big = await balancer.acquire(targets, prompt_tokens=10, max_tokens=10)
         await balancer.release(big, Outcome.SUCCESS, tokens=5_000)
         keys = await lease_keys(balancer, targets, 3)
-        assert keys.count(big.key.id) == 0  # the other key stays below 5,000 tokens
+        assert keys.count(big.key.label) == 0  # the other key stays below 5,000 tokens
 
     run(scenario())
 
@@ -87,7 +87,7 @@ def test_hybrid_avoids_erroring_and_slow_keys():
         first = await balancer.acquire(targets, prompt_tokens=1, max_tokens=1)
         await balancer.release(first, Outcome.SERVER_ERROR)
         keys = await lease_keys(balancer, targets, 4)
-        assert first.key.id not in keys
+        assert first.key.label not in keys
 
     run(scenario())
 
@@ -125,7 +125,7 @@ def test_window_frees_after_sixty_seconds_and_retry_after_says_when():
         assert caught.value.retry_after == pytest.approx(40)
         assert caught.value.reasons == {"a#1": "requests"}
         clock.now += 40.01
-        assert (await balancer.acquire(targets, prompt_tokens=1, max_tokens=1)).key.id == "a#1"
+        assert (await balancer.acquire(targets, prompt_tokens=1, max_tokens=1)).key.label == "a#1"
 
     run(scenario())
 
@@ -141,7 +141,7 @@ def test_token_window_is_corrected_to_real_usage():
         assert caught.value.reasons == {"a#1": "tokens"}
         await balancer.release(lease, Outcome.SUCCESS, tokens=150)  # really used 150
         again = await balancer.acquire(targets, prompt_tokens=100, max_tokens=100)
-        assert again.key.id == "a#1"
+        assert again.key.label == "a#1"
 
     run(scenario())
 
@@ -188,6 +188,6 @@ def test_request_larger_than_the_token_window_waits_for_an_empty_window():
         with pytest.raises(Exhausted):
             await balancer.acquire(targets, prompt_tokens=500, max_tokens=500)
         clock.now += 61
-        assert (await balancer.acquire(targets, prompt_tokens=500, max_tokens=500)).key.id == "a#1"
+        assert (await balancer.acquire(targets, prompt_tokens=500, max_tokens=500)).key.label == "a#1"
 
     run(scenario())

@@ -52,7 +52,7 @@ def wait_for(predicate, timeout: float) -> bool:
 
 
 def test_a_request_whose_client_gave_up_is_cancelled_not_run(gw, fake, redis, tmp_path):
-    backdate(redis, "idle#1", 58)  # frees in ~2 s; no worker is running yet
+    backdate(redis, "idle", "I1", 58)  # frees in ~2 s; no worker is running yet
     started = time.monotonic()
     status = send(gw, "idle-model", "anyone?")
     assert status == 429 and 4.5 < time.monotonic() - started < 12  # the error it would have got, at its deadline
@@ -67,7 +67,7 @@ def test_a_request_whose_client_gave_up_is_cancelled_not_run(gw, fake, redis, tm
 def test_a_job_killed_mid_call_is_never_executed_again(gw, fake, redis, tmp_path):
     fake.set_default("S1", Step(delay=4.0))  # the upstream takes 4 s: time to kill the worker mid-call
     first = WorkerProcess(gw.config_path, tmp_path).start(ready=worker_ready(redis))
-    backdate(redis, "slow#1", 58.5)
+    backdate(redis, "slow", "S1", 58.5)
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(send, gw, "slow-model", "once only")
         assert wait_for(lambda: fake.count("S1") == 1, 10)

@@ -1,4 +1,4 @@
-"""What every job function gets: ``ctx["coo"]``, a ``JobContext`` (settings, store, dispatcher, cache).
+"""What every job function gets: ``ctx["coo"]``, a ``JobContext`` (settings, store, the service).
 
 arq calls job functions as ``fn(ctx, *args)`` with its own ``ctx`` dict; the local scheduler
 does the same, so one function serves both.
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from app import metrics
+from app.accounting import UsageSink, attach_usage_sink
 from storage import keys
 
 
@@ -24,34 +25,34 @@ from storage import keys
 class JobContext:
     settings: object
     store: object
-    dispatcher: object
-    cache: object
+    service: object  # ``app.service.Service``: every job that calls an upstream goes through it
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
     stats: "MemoryStats" = field(default_factory=lambda: MemoryStats())
-    upstream: object | None = None  # owned here (closed by close()) when the context opened it
+    owned: tuple = ()  # what close() closes, when this context opened it (a worker process)
 
     @property
     def key_ids(self) -> list[str]:
-        return [key.id for pool in self.dispatcher.balancer.keys.values() for key in pool]
+        return [key.id for pool in self.service.balancer.keys.values() for key in pool]
 
     async def close(self) -> None:
-        if self.upstream is not None:
-            await self.upstream.close()
-            await self.store.close()
+        for resource in self.owned:
+            await resource.close()
+        if self.owned:
+            attach_usage_sink(None)
 
 
 async def open_context(settings) -> JobContext:
-    """A worker process's own store, upstream session, dispatcher and cache."""
-    from app.cache import ResponseCache
-    from app.dispatch import Dispatcher
+    """A worker process's own store, upstream session, service and usage sink."""
+    from app.service import Service
     from app.upstream import UpstreamClient
     from storage import open_store
 
     store = open_store(settings.storage.runtime, on_state=metrics.store_state_changed)
     upstream = UpstreamClient()
     await upstream.start()
-    dispatcher = Dispatcher(settings, store, upstream)
-    return JobContext(settings, store, dispatcher, ResponseCache(settings, store), upstream=upstream)
+    usage = UsageSink(store)  # jobs that answer no client (warming, batches) record their usage here
+    attach_usage_sink(usage)
+    return JobContext(settings, store, Service(settings, store, upstream), owned=(usage, upstream, store))
 
 
 class MemoryStats:

@@ -1,4 +1,4 @@
-"""Cost roll-ups: fold usage events into hourly and daily totals, and read them back.
+"""Cost roll-ups: fold usage events into hourly and daily totals (``storage.usage.usage_report`` reads them).
 
 ``fold_usage(store)``:
 
@@ -14,11 +14,7 @@ events again: no event is lost and none is counted twice, however many workers r
 
 from __future__ import annotations
 
-import time
-
-from storage.usage import DIMENSIONS, fold, group_rows, plan_buckets, total_of
-
-GROUPS = DIMENSIONS  # client | provider | model | key
+from storage.usage import fold
 
 
 async def fold_usage(store, *, batch: int = 1000, max_batches: int = 1000) -> int:
@@ -38,20 +34,3 @@ async def rollup_usage(ctx: dict) -> dict:
     """Cron job: fold pending usage events."""
     folded = await fold_usage(ctx["coo"].store)
     return {"outcome": "success", "folded": folded}
-
-
-async def usage_report(store, *, start: float, end: float, group_by: str) -> dict:
-    """Totals of ``[start, end)`` (rounded out to whole hours) grouped by one dimension."""
-    buckets = plan_buckets(start, end)
-    rows = group_rows(await store.rollup_rows(buckets), group_by)
-    first = buckets[0][1] if buckets else int(start)
-    last = (buckets[-1][1] + (86400 if buckets[-1][0] == "day" else 3600)) if buckets else int(end)
-    return {
-        "object": "usage",
-        "from": first,
-        "to": last,
-        "group_by": group_by,
-        "data": rows,
-        "total": total_of(rows),
-        "generated_at": time.time(),
-    }

@@ -5,13 +5,15 @@ Each run (``warm_cache``):
 
 1. Lists live entries with at least ``warm_min_hits`` hits that expire within ``warm_before``.
 2. Claims each one (``warm:<key>:<expiry>``), so of several workers only one refreshes it.
-3. Replays the stored request through the same ``Dispatcher`` as live traffic, so it obeys the
-   same key limits: a key without room is not waited for (the entry just expires as usual).
-4. Stores the fresh answer under the same key with the entry's TTL, and records a usage event
-   (client ``warming``) so the spend shows in the roll-ups.
+3. Replays the stored request (``app.calls``) through the same ``Service`` as live traffic, so it
+   obeys the same key limits: a key without room is not waited for (the entry just expires as
+   usual).
+4. The service stores the fresh answer under the request's cache key with the entry's TTL, and
+   the request is finished like any other (client ``warming``), so its usage event puts the
+   spend in the roll-ups.
 
-``prewarm(job, calls, namespace)`` (``coo-llm warm FILE``) does steps 3 and 4 for given requests,
-waiting for room when every key is full.
+``prewarm(job, calls)`` (``coo-llm warm FILE``) does steps 3 and 4 for given requests, waiting
+for room when every key is full.
 """
 
 from __future__ import annotations
@@ -22,32 +24,29 @@ import uuid
 
 from loguru import logger
 
-from app.accounting import RequestRecord, usage_event
-from app.auth import Principal
-from app.cache import CachePlan, cache_key
-from app.dispatch import Call
+from app.accounting import RequestRecord, finish
+from app.cache import CacheDirectives
+from app.calls import Call, call_from_payload
 from app.errors import GatewayError, NoCapacity
 
 WARMING_CLIENT = "warming"
 
 
-async def _refresh(job, key: str, request: dict, ttl: float) -> None:
-    """Run ``request`` and store its answer under ``key``; raises the dispatch error if it fails."""
-    allowed = request.get("allowed")
-    principal = Principal(request.get("client") or WARMING_CLIENT, allowed=None if allowed is None else frozenset(allowed))
-    call = Call(body=request["body"], model=request["model"], principal=principal, max_tokens=request.get("max_tokens"))
+async def _refresh(job, call: Call, ttl: float) -> None:
+    """Answer ``call`` through the service and store the answer in the cache for ``ttl`` seconds
+    (never answering from it); the spend is recorded like any request's. Raises the service's
+    error if it fails."""
+    call.cache = CacheDirectives(lookup=False, store=True, ttl=ttl)
     record = RequestRecord(f"warm_{uuid.uuid4().hex}", route="warm")
     record.client = WARMING_CLIENT
     try:
-        result = await job.dispatcher.chat(call, record)
+        await job.service.answer(call, record)
         record.status = 200
     except GatewayError as error:
         record.status = error.status
         raise
     finally:
-        if record.attempts:  # an upstream was called: the spend is recorded
-            await job.store.append_events([usage_event(record, time.perf_counter() - record.started)])
-    await job.cache.save(CachePlan(key, False, True, ttl, request), result.body, record)
+        finish(record)
 
 
 async def warm_cache(ctx: dict) -> dict:
@@ -60,13 +59,13 @@ async def warm_cache(ctx: dict) -> dict:
     warmed = refused = failed = 0
     for entry in hot:
         request = entry.meta.get("request")
-        if not request:
-            continue
+        if not request or "endpoint" not in request:
+            continue  # an entry written before calls carried their endpoint: it just expires
         claim = f"warm:{entry.key}:{entry.expires_at!r}"
         if await job.store.claim(claim, job.worker_id, ttl=policy.warm_before + 60, now=now) != job.worker_id:
             continue
         try:
-            await _refresh(job, entry.key, request, float(entry.meta.get("ttl") or policy.ttl_seconds))
+            await _refresh(job, call_from_payload(request), float(entry.meta.get("ttl") or policy.ttl_seconds))
             warmed += 1
         except NoCapacity:
             refused += 1
@@ -76,19 +75,15 @@ async def warm_cache(ctx: dict) -> dict:
     return {"outcome": "success", "warmed": warmed, "no_capacity": refused, "failed": failed}
 
 
-async def prewarm(job, calls: list[Call], *, namespace: str, ttl: float | None = None, max_wait: float = 300.0) -> dict:
+async def prewarm(job, calls: list[Call], *, ttl: float | None = None, max_wait: float = 300.0) -> dict:
     """Answer and cache each call (``coo-llm warm FILE``), waiting up to ``max_wait`` for key room."""
     ttl = float(ttl or job.settings.policy.cache.ttl_seconds)
     warmed = failed = 0
     for call in calls:
-        targets = job.dispatcher.targets(call.model, call.principal)
-        allowed = None if call.principal.allowed is None else sorted(call.principal.allowed)
-        request = {"body": call.body, "model": call.model, "namespace": namespace, "client": WARMING_CLIENT, "allowed": allowed, "max_tokens": call.max_tokens}
-        key = cache_key(targets, call.body, namespace)
         give_up = time.monotonic() + max_wait
         while True:
             try:
-                await _refresh(job, key, request, ttl)
+                await _refresh(job, call, ttl)
                 warmed += 1
                 break
             except NoCapacity as error:
@@ -96,6 +91,7 @@ async def prewarm(job, calls: list[Call], *, namespace: str, ttl: float | None =
                     failed += 1
                     break
                 await asyncio.sleep(error.retry_after or 1.0)
+                call.deadline = None  # a fresh retry budget for the next try
             except GatewayError as error:
                 logger.warning("pre-warm request failed", model=call.model, status=error.status, detail=error.message[:200])
                 failed += 1

@@ -20,7 +20,7 @@ from app.config import ConfigError, masked_dump, parse_settings
 from app.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
 from storage import StoreUnavailable
 from storage.base import WINDOW_SECONDS
-from workers.rollup import GROUPS, usage_report
+from storage.usage import GROUPS, usage_report
 
 bp = Blueprint("admin", url_prefix="/admin/v1")
 
@@ -123,7 +123,8 @@ async def keys(request: Request):
     if not 0 < minutes <= 24 * 60:
         raise InvalidRequest("'minutes' must be a whole number from 1 to 1440.", param="minutes", code="invalid_value")
     ctx = request.app.ctx
-    key_ids = [key.id for pool in ctx.dispatcher.balancer.keys.values() for key in pool]
+    labels = {key.id: key.label for pool in ctx.service.balancer.keys.values() for key in pool}
+    key_ids = list(labels)
     now = time.time()
     try:
         states = await ctx.store.key_states(key_ids, window=WINDOW_SECONDS, now=now)
@@ -132,7 +133,8 @@ async def keys(request: Request):
         raise _storage_unavailable(error) from None
     data = [
         {
-            "id": key_id,
+            "id": labels[key_id],
+            "state_id": key_id,
             "window": {"requests": state.requests, "tokens": state.tokens, "inflight": state.inflight},
             "cooldown_until": state.cooldown_until if state.cooldown_until > now else None,
             "failures": state.failures,

@@ -1,29 +1,20 @@
-"""``POST /v1/chat/completions``: parse and check only what routing needs, then dispatch.
+"""``POST /v1/chat/completions``: parse the body into a ``Call``, hand it to the service, render.
 
-The body is parsed with orjson and never validated as a whole: every parameter the gateway does
-not use travels upstream untouched, and the upstream judges it.
-
-Order of a request: the response cache (``app.cache``; a hit answers at once, as JSON or replayed
-SSE), then dispatch: non-streaming through the ``Deferrer`` (queue-backed retries when
-``policy.retry.queue`` is on), streaming straight through ``Dispatcher.open_stream``. Answers are
-stored in the cache afterwards.
+The body is parsed with orjson and only the fields the gateway reads are checked: every other
+parameter travels upstream untouched, and the upstream judges it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from contextlib import aclosing
-
 import orjson
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, Request
 
-from adapters.sse import DONE_FRAME
-from app import metrics
-from app.accounting import finish
-from app.cache import CACHE_HEADER, ResponseCache, StreamAssembler, replay_frames
-from app.dispatch import Call
+from app.cache import directives_from_headers
+from app.calls import Call
+from app.endpoints import CHAT
 from app.errors import InvalidRequest
+from app.routes.respond import json_answer, send_stream
+from app.tokens import estimate_prompt_tokens
 
 bp = Blueprint("chat", url_prefix="/v1")
 
@@ -76,109 +67,23 @@ def parse_chat(raw: bytes, principal) -> Call:
         raise InvalidRequest("'stream_options' must be an object.", param="stream_options", code="invalid_type")
     max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
     return Call(
+        endpoint=CHAT,
         body=body,
         model=model,
         principal=principal,
         stream=bool(stream),
         include_usage=bool(stream and options and options.get("include_usage")),
         max_tokens=max_tokens,
+        prompt_tokens=estimate_prompt_tokens(body),
     )
-
-
-def served_headers(record, cache_result: str | None = None) -> dict[str, str]:
-    headers = {
-        "x-request-id": record.request_id,
-        "x-coo-llm-provider": record.provider,
-        "x-coo-llm-key": record.key_id,
-        "x-coo-llm-attempts": str(record.attempts),
-    }
-    if cache_result:
-        headers[CACHE_HEADER] = cache_result
-    if record.deferred:
-        headers["x-coo-llm-deferred"] = record.deferred
-    return {name: value for name, value in headers.items() if value}
-
-
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 @bp.post("/chat/completions")
 async def chat_completions(request: Request):
-    record = request.ctx.record
     call = parse_chat(request.body, request.ctx.principal)
-    ctx = request.app.ctx
-    plan = ctx.cache.plan(call, ctx.dispatcher.targets(call.model, call.principal), request.headers) if ctx.cache.enabled else None
-    hit = await ctx.cache.lookup(plan)
-    if hit is not None:
-        return await answer_from_cache(request, call, record, hit)
-    cache_result = plan.header if plan else None
+    call.cache = directives_from_headers(request.headers)
+    service, record = request.app.ctx.service, request.ctx.record
     if not call.stream:
-        result = await ctx.deferrer.chat(call, record)
-        record.status = 200
-        await ctx.cache.save(plan, result.body, record)
-        return HTTPResponse(result.body, status=200, headers=served_headers(record, cache_result), content_type="application/json")
-
-    stream = await ctx.dispatcher.open_stream(call, record)
-    record.stream = True
-    record.status = 200
-    assembler = StreamAssembler() if plan and plan.store else None
-    delivered = False
-    try:
-        response = await request.respond(status=200, headers={**served_headers(record, cache_result), **SSE_HEADERS}, content_type="text/event-stream")
-        first = True
-        async with aclosing(stream.frames()) as frames:
-            async for piece in frames:
-                await response.send(piece)
-                if assembler:
-                    assembler.feed(piece)
-                if first:
-                    first = False
-                    metrics.child(metrics.TIME_TO_FIRST_TOKEN, record.provider).observe(time.perf_counter() - record.started)
-                delivered = delivered or piece.endswith(DONE_FRAME)  # the client may hang up from here on
-        await response.eof()
-    except BaseException:
-        if not delivered:
-            record.status = 499 if record.error is None else record.status  # the client went away
-        raise
-    finally:
-        # Shielded: a client hanging up right after [DONE] cancels this handler, and the stream must
-        # still be settled, cached and accounted, in that order, exactly once.
-        wrap_up = asyncio.ensure_future(_wrap_up(stream, record, ctx.cache, plan, assembler if delivered else None))
-        _background.add(wrap_up)
-        wrap_up.add_done_callback(_background.discard)
-        await asyncio.shield(wrap_up)
-
-
-_background: set[asyncio.Future] = set()
-
-
-async def _wrap_up(stream, record, cache, plan, assembler: StreamAssembler | None) -> None:
-    try:
-        await stream.aclose()  # settles the key's windows and charges the record
-        if assembler is not None:
-            usage = {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens, "total_tokens": record.prompt_tokens + record.completion_tokens}
-            body = assembler.completion(usage)
-            if body is not None:
-                await cache.save(plan, body, record)
-    finally:
-        finish(record)
-
-
-async def answer_from_cache(request: Request, call, record, entry):
-    """A cache hit: the stored answer as JSON, or replayed as SSE for a stream; it costs nothing."""
-    ResponseCache.charge_hit(entry, record)
-    record.status = 200
-    headers = served_headers(record, "hit")
-    if not call.stream:
-        return HTTPResponse(entry.body, status=200, headers=headers, content_type="application/json")
-    record.stream = True
-    try:
-        response = await request.respond(status=200, headers={**headers, **SSE_HEADERS}, content_type="text/event-stream")
-        for piece in replay_frames(entry.body, include_usage=call.include_usage):
-            await response.send(piece)
-        await response.eof()
-    except BaseException:
-        record.status = 499
-        raise
-    finally:
-        finish(record)
+        call.deferrable = True
+        return json_answer((await service.answer(call, record)).body, record)
+    await send_stream(request, await service.open_stream(call, record))

@@ -1,15 +1,19 @@
-"""``POST /v1/embeddings``: check what routing needs, then dispatch like chat (same balancing,
-limits, failover and accounting). Providers translate the rest: OpenAI-compatible ones pass it
-through, Gemini maps it to ``batchEmbedContents``, Anthropic (no embeddings) answers 400.
+"""``POST /v1/embeddings``: check what routing needs, then the same service path as chat (balancing,
+limits, failover, cache, queue-backed retries, accounting). Providers translate the rest:
+OpenAI-compatible ones pass it through, Gemini maps it to ``batchEmbedContents``, Anthropic (no
+embeddings) answers 400.
 """
 
 from __future__ import annotations
 
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, Request
 
-from app.dispatch import Call
+from app.cache import directives_from_headers
+from app.calls import Call
+from app.endpoints import EMBEDDINGS
 from app.errors import InvalidRequest
-from app.routes.chat import parse_json_object, served_headers
+from app.routes.chat import parse_json_object
+from app.routes.respond import json_answer
 from app.tokens import estimate_embedding_tokens
 
 bp = Blueprint("embeddings", url_prefix="/v1")
@@ -50,13 +54,12 @@ def parse_embeddings(raw: bytes, principal) -> Call:
     dimensions = body.get("dimensions")
     if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1):
         raise InvalidRequest("'dimensions' must be a positive integer.", param="dimensions", code="invalid_value")
-    return Call(body=body, model=model, principal=principal, max_tokens=0, prompt_tokens=estimate_embedding_tokens(body))
+    return Call(endpoint=EMBEDDINGS, body=body, model=model, principal=principal, max_tokens=0, prompt_tokens=estimate_embedding_tokens(body))
 
 
 @bp.post("/embeddings")
 async def create_embeddings(request: Request):
-    record = request.ctx.record
     call = parse_embeddings(request.body, request.ctx.principal)
-    result = await request.app.ctx.dispatcher.embeddings(call, record)
-    record.status = 200
-    return HTTPResponse(result.body, status=200, headers=served_headers(record), content_type="application/json")
+    call.cache = directives_from_headers(request.headers)
+    call.deferrable = True
+    return json_answer((await request.app.ctx.service.answer(call, request.ctx.record)).body, request.ctx.record)

@@ -28,7 +28,7 @@ async def ready(request: Request):
     ctx = request.app.ctx
     store_ok = await ctx.store.ping()
     degraded = bool(getattr(ctx.store, "degraded", False))
-    providers = {pid: {"keys": len(keys)} for pid, keys in ctx.dispatcher.balancer.keys.items()}
+    providers = {pid: {"keys": len(keys)} for pid, keys in ctx.service.balancer.keys.items()}
     usable = any(p["keys"] for p in providers.values())
     ok = (store_ok or degraded) and usable
     storage = {"type": ctx.store.name, "ok": store_ok, "shared": ctx.store.shared}

@@ -17,7 +17,7 @@ def _model(model_id: str, owner: str) -> dict:
 @bp.get("/models")
 async def list_models(request: Request):
     principal = request.ctx.principal
-    ids = request.app.ctx.dispatcher.catalog.model_ids(principal.allows)
+    ids = request.app.ctx.service.catalog.model_ids(principal.allows)
     request.ctx.record.status = 200
     return json({"object": "list", "data": [_model(i, owner) for i, owner in ids]})
 
@@ -25,7 +25,7 @@ async def list_models(request: Request):
 @bp.get("/models/<model_id:path>")
 async def get_model(request: Request, model_id: str):
     principal = request.ctx.principal
-    for known, owner in request.app.ctx.dispatcher.catalog.model_ids(principal.allows):
+    for known, owner in request.app.ctx.service.catalog.model_ids(principal.allows):
         if known == model_id:
             request.ctx.record.status = 200
             return json(_model(known, owner))

@@ -1,0 +1,215 @@
+"""The Sanic application: the composition root (with ``app.cli``, the only modules that import
+``workers``).
+
+``create_app(settings)`` assembles the service. Per request, in order:
+
+1. ``begin_request`` (app, on request): ``request.ctx.request_id`` (the client's
+   ``x-request-id`` if it is sane, else a new one) and ``request.ctx.record``, the
+   ``RequestRecord`` (built here and nowhere else for HTTP requests) that the service fills in
+   and the access log reads.
+2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models; on request):
+   ``request.ctx.principal`` from the bearer key, or 401. The admin blueprint checks the admin key instead.
+3. The handler (``app.routes``): parse the body into a ``Call``, hand it to ``app.service``,
+   render JSON or SSE. Errors are raised, never returned.
+4. ``render_error`` (exception handler): any exception becomes an OpenAI error envelope with its
+   status; unexpected ones are logged with a traceback and answered as a bare 500.
+5. ``end_request`` (app, on response): adds ``x-request-id`` and, except for streams (which do it
+   when they end), has the request recorded (metrics and one access log line) right after the
+   response is written.
+
+Per process, ``before_server_start`` opens on ``app.ctx``: the state store, the upstream session,
+the service (``app.service.Service``: catalog, balancer, cache), the usage sink (``finish``
+appends one usage event per request through it; the local scheduler hears how many it stored,
+to fold a backlog early), the job queue (arq, or the local scheduler running the jobs
+in-process, given the same service) and the service's deferral (queue-backed retries); it
+starts the event-loop lag watcher (``app.looplag``) and tunes the garbage collector
+(``GC_THRESHOLDS``). ``after_server_stop`` closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import os
+import re
+
+from loguru import logger
+from sanic import HTTPResponse, Request, Sanic
+from sanic.exceptions import SanicException
+
+from app.accounting import CLIENT_CLOSED, RequestRecord, finish
+from app.auth import Authenticator
+from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
+from app.looplag import watch_loop_lag
+from app import metrics
+from app.routes import admin, chat, embeddings, health, models
+
+# Request objects die by reference counting; nearly nothing a request allocates needs the cycle
+# collector. At Python's default first threshold (700) a burst of 32 requests in flight started
+# ~170 collections a second, which promoted live request objects and led to full collections of
+# ~50 ms (loop lag spikes, p99). A larger first threshold keeps that work near zero; the frozen
+# start-up objects (modules, config, routes) are never scanned again.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+class _RequestIds:
+    """``req_`` + 32 hex digits, unique per process: 16 random, then a counter.
+
+    One ``os.urandom`` per process instead of a ``uuid4()`` per request (a syscall and a UUID
+    object: most of ``begin_request``'s time). A forked child draws its own random half.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = "req_" + os.urandom(8).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_request_ids = _RequestIds()
+
+_RECORDED = ("/v1/", "/admin/")
+
+# Sanic's own loggers only speak up for real problems; our access log is app.accounting.
+SANIC_LOG_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {
+        "sanic.root": {"level": "WARNING", "handlers": ["console"]},
+        "sanic.error": {"level": "ERROR", "handlers": ["console"], "propagate": False},
+        "sanic.access": {"level": "CRITICAL", "handlers": ["console"], "propagate": False},
+        "sanic.server": {"level": "WARNING", "handlers": ["console"], "propagate": False},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+}
+
+
+def _sanic_error(error: SanicException) -> GatewayError:
+    status = getattr(error, "status_code", 500) or 500
+    if status == 413:
+        return PayloadTooLarge(f"The request body is larger than this gateway accepts. {error}".strip())
+    if status == 404:
+        return NotFound("Unknown URL; see GET /v1/models, POST /v1/chat/completions and POST /v1/embeddings.")
+    if status == 405:
+        return InvalidRequest("Method not allowed for this URL.", status=405, code="method_not_allowed")
+    if 400 <= status < 500:
+        return InvalidRequest(str(error) or "Bad request.", status=status)
+    return GatewayError("The gateway failed to handle this request.", status=status)
+
+
+def create_app(settings, *, name: str = "coo_llm") -> Sanic:
+    app = Sanic(name, log_config=SANIC_LOG_CONFIG)
+    app.config.REQUEST_MAX_SIZE = settings.server.max_body_bytes
+    app.config.RESPONSE_TIMEOUT = 3600  # streams may legitimately run long; budgets live in dispatch
+    app.config.REQUEST_TIMEOUT = 60
+    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.config.NOISY_EXCEPTIONS = False
+    app.config.ACCESS_LOG = False
+    app.config.MOTD = False
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.ctx.settings = settings
+    app.ctx.authenticator = Authenticator(settings.api_keys)
+
+    @app.before_server_start
+    async def open_resources(app: Sanic) -> None:
+        from app.accounting import UsageSink, attach_usage_sink
+        from app.deferral import Deferral
+        from app.service import Service
+        from app.upstream import UpstreamClient
+        from storage import open_store
+        from workers.context import JobContext
+        from workers.queue import open_queue
+
+        app.ctx.store = open_store(settings.storage.runtime, on_state=metrics.store_state_changed)
+        app.ctx.upstream = UpstreamClient()
+        await app.ctx.upstream.start()
+        app.ctx.service = Service(settings, app.ctx.store, app.ctx.upstream)
+        app.ctx.usage = UsageSink(app.ctx.store)
+        attach_usage_sink(app.ctx.usage)
+        app.ctx.queue = open_queue(settings, JobContext(settings, app.ctx.store, app.ctx.service))
+        await app.ctx.queue.start()
+        app.ctx.usage.on_stored = getattr(app.ctx.queue, "events_stored", None)  # the local queue folds a backlog early
+        app.ctx.service.deferral = Deferral(settings, app.ctx.queue, app.ctx.store)
+        app.ctx.loop_lag = asyncio.get_running_loop().create_task(watch_loop_lag())
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+
+    @app.after_server_stop
+    async def close_resources(app: Sanic) -> None:
+        from app.accounting import attach_usage_sink
+        from app.logging import flush_logs
+
+        app.ctx.loop_lag.cancel()
+        await app.ctx.queue.close()
+        await app.ctx.service.close()
+        await app.ctx.usage.close()
+        attach_usage_sink(None)
+        await app.ctx.upstream.close()
+        await app.ctx.store.close()
+        flush_logs()  # access lines of the last loop turn (a worker process may exit without atexit)
+
+    # The middlewares are plain functions: Sanic calls them without a coroutine and an await.
+    @app.on_request(priority=100)
+    def begin_request(request: Request) -> None:
+        given = request.headers.get("x-request-id")
+        request_id = given if given and _REQUEST_ID.match(given) else _request_ids.next()
+        request.ctx.request_id = request_id
+        record = request.ctx.record = RequestRecord(request_id, route=request.path)
+        if request.path.startswith(_RECORDED):
+            metrics.INFLIGHT.inc()
+            record.inflight = True
+        else:
+            record.finished = True  # health checks and scrapes are not logged
+
+    def authenticate(request: Request) -> None:
+        principal = app.ctx.authenticator.authenticate(request.headers.get("authorization"))
+        request.ctx.principal = principal
+        request.ctx.record.client = principal.id
+
+    for blueprint in (chat.bp, embeddings.bp, models.bp):
+        blueprint.on_request(authenticate)
+        app.blueprint(blueprint)
+    app.blueprint(admin.bp)
+    app.blueprint(health.bp)
+
+    @app.exception(Exception)
+    async def render_error(request: Request, error: Exception) -> HTTPResponse:
+        if isinstance(error, GatewayError):
+            gateway_error = error
+        elif isinstance(error, SanicException):
+            gateway_error = _sanic_error(error)
+        else:
+            logger.opt(exception=error).error("unhandled error", request_id=getattr(request.ctx, "request_id", None))
+            gateway_error = GatewayError("The gateway failed to handle this request.")
+        record = getattr(request.ctx, "record", None)
+        if record is not None and not record.error:
+            record.error = gateway_error.code or gateway_error.type
+        return HTTPResponse(
+            gateway_error.body(),
+            status=gateway_error.status,
+            headers=gateway_error.headers(),
+            content_type="application/json",
+        )
+
+    @app.on_response(priority=100)
+    def end_request(request: Request, response: HTTPResponse) -> None:
+        record = getattr(request.ctx, "record", None)
+        if record is None:
+            return
+        response.headers.setdefault("x-request-id", record.request_id)
+        if not record.stream and not record.finished:
+            if record.status != CLIENT_CLOSED:  # a client that hung up got no response to count
+                record.status = response.status
+            # Metrics and the log line once the response is on its way: the client does not wait.
+            asyncio.get_running_loop().call_soon(finish, record)
+
+    return app
