@@ -66,6 +66,7 @@ def target_for(provider, model: str, rank: int = 0, *, listed: bool = True) -> T
         drop_params=tuple(provider.drop_params),
         timeout=provider.timeout,
         rank=rank,
+        listed=listed,
         default_max_tokens=provider.effective_default_max_tokens,
     )
 
