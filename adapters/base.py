@@ -97,9 +97,15 @@ class UpstreamRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts as OpenAI reports them: ``prompt_tokens`` includes the cache reads
+    (``cached_tokens``) and cache writes (``cache_write_tokens``), ``completion_tokens`` includes
+    the ``reasoning_tokens``. Details an upstream does not report stay 0 (and bill at the base rate)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -1,4 +1,4 @@
-"""The ``coo-llm`` command: ``serve``, ``check``, ``worker`` and ``warm``.
+"""The ``coo-llm`` command: ``serve``, ``check``, ``worker``, ``warm`` and ``prices``.
 
 ``--config`` defaults to ``$COO_CONFIG``, then ``configs/config.yaml``.
 """
@@ -183,6 +183,58 @@ def cmd_warm(args: argparse.Namespace) -> int:
     return 0 if not result["failed"] and not bad else 1
 
 
+PRICE_FIELDS = (("input", "input"), ("cached_input", "cached input"), ("cache_write", "cache write"), ("output", "output"), ("reasoning", "reasoning"))
+
+
+def per_million_line(price) -> str:
+    """``input 2.5, cached input 1.25, output 10``: a ``Price``'s set rates in USD per 1M tokens."""
+    parts = [f"{label} {getattr(price, name) * 1e6:.6g}" for name, label in PRICE_FIELDS if getattr(price, name) is not None]
+    return ", ".join(parts)
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    """Print the prices the gateway would charge for MODEL on each provider serving it, and their source."""
+    from balancer.catalog import Catalog, ForbiddenModel, UnknownModel
+    from balancer.pricing import genai_prices_version
+
+    settings = _load_or_exit(args.config)
+    catalog = Catalog(settings)
+    providers = {provider.id: provider for provider in settings.llm_providers}
+    if args.provider is not None:
+        if args.provider not in providers:
+            print(f"coo-llm prices: no provider {args.provider!r} in {args.config}", file=sys.stderr)
+            return 2
+        pairs = [(args.provider, args.model)]
+    else:
+        try:
+            pairs = list(dict.fromkeys((t.provider_id, t.model) for t in catalog.resolve(args.model, lambda _: True)))
+        except (UnknownModel, ForbiddenModel):  # listed nowhere: what each configured provider would charge
+            pairs = [(provider_id, args.model) for provider_id in providers]
+            if pairs:
+                print(f"{args.model} is listed by no provider or alias; each provider's price for provider_id:{args.model}:")
+    if not pairs:
+        print(f"coo-llm prices: {args.config} configures no llm_providers", file=sys.stderr)
+        return 1
+    known = 0
+    genai_used = False
+    for provider_id, model in pairs:
+        quote = catalog.prices.quote(provider_id, model)
+        print(f"{provider_id} ({providers[provider_id].kind}) {model}")
+        if quote.price is None:
+            index = list(providers).index(provider_id)
+            print(f"  price unknown: its cost is recorded as null (set llm_providers[{index}].pricing to price it)")
+        else:
+            known += 1
+            print(f"  USD per 1M tokens: {per_million_line(quote.price)}")
+            for start, tier in quote.price.tiers:
+                print(f"  prompts over {start} tokens: {per_million_line(tier)}")
+        print(f"  source: {quote.source}")
+        genai_used = genai_used or quote.source.startswith("genai-prices")
+    if genai_used:
+        print(f"genai-prices {genai_prices_version()}: the data bundled with the installed package (never fetched)")
+    return 0 if known else 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="coo-llm", description="OpenAI-compatible LLM API gateway")
     commands = root.add_subparsers(dest="command", required=True)
@@ -210,6 +262,12 @@ def parser() -> argparse.ArgumentParser:
     warm.add_argument("--namespace", default="anonymous", help="cache namespace to warm: a client key's cache_namespace or its id (ck-...); default anonymous (open access)")
     warm.add_argument("--ttl", type=float, default=None, help="seconds the entries live (default policy.cache.ttl_seconds)")
     warm.set_defaults(run=cmd_warm)
+
+    prices = commands.add_parser("prices", help="show what MODEL costs on each provider serving it and where the price comes from; exit 1 if no price is known")
+    prices.add_argument("model", help="a model name, alias or provider_id:model; one listed nowhere is priced on every configured provider")
+    prices.add_argument("--provider", default=None, help="only this provider id (MODEL is then its upstream model name)")
+    prices.add_argument("--config", default=default_config)
+    prices.set_defaults(run=cmd_prices)
     return root
 
 

@@ -155,11 +155,20 @@ class LoggingConfig(_Frozen):
         return value or None
 
 
-class Pricing(_Frozen):
-    """USD per 1K tokens."""
+class ModelPricing(_Frozen):
+    """USD per 1K tokens; ``None`` means not set. A level that sets any field is a whole price (see
+    ``balancer.pricing``): unset input/output cost 0, unset cached input bills at the input rate."""
 
-    input_token_cost: float = Field(default=0.0, ge=0)
-    output_token_cost: float = Field(default=0.0, ge=0)
+    input_token_cost: float | None = Field(default=None, ge=0)
+    cached_input_token_cost: float | None = Field(default=None, ge=0)
+    output_token_cost: float | None = Field(default=None, ge=0)
+
+
+class Pricing(ModelPricing):
+    """Provider-wide prices, and ``models`` overriding them per upstream model name. Precedence:
+    ``models.<name>``, then these fields, then the genai-prices package, then unknown (cost null)."""
+
+    models: dict[str, ModelPricing] = {}
 
 
 class Limits(_Frozen):
@@ -347,6 +356,9 @@ class Policy(_Frozen):
     cache: CachePolicy = CachePolicy()
     cooldown: CooldownPolicy = CooldownPolicy()
     default_max_tokens: int = Field(default=1024, gt=0)
+    unpriced: Literal["allow", "deny"] = "allow"
+    """What budgets will do with a request whose price is unknown (its cost is null): ``allow``
+    serves it, ``deny`` refuses it. Budgets are not built yet; only the setting exists."""
 
 
 class RuntimeStorage(_Frozen):

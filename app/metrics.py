@@ -41,6 +41,12 @@ COOLDOWN_UNTIL = Gauge(
     "coo_llm_key_cooldown_until_timestamp_seconds", "Unix time until which a key rests (cooling while > time()).",
     ["provider", "key"], multiprocess_mode="max",
 )
+UNPRICED = Counter(
+    "coo_llm_unpriced_requests_total", "Requests served by a model with no known price (their cost is null).", ["provider", "model"]
+)
+UNREADABLE_USAGE = Counter(
+    "coo_llm_unreadable_usage_total", "Upstream answers whose usage could not be read (counted as unknown).", ["provider"]
+)
 NO_CAPACITY = Counter("coo_llm_no_capacity_total", "Requests refused because no key had room.", ["model"])
 INFLIGHT = Gauge("coo_llm_inflight_requests", "Requests being handled now.", multiprocess_mode="livesum")
 STORE_DEGRADED = Gauge(

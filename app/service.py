@@ -277,7 +277,7 @@ class Service:
             lease, outcome, tokens=spent.total_tokens if spent else 0, latency=latency, retry_after=failure.retry_after if failure else None
         )
         if spent is not None:
-            record.charge(spent.prompt_tokens, spent.completion_tokens, target.cost(spent.prompt_tokens, spent.completion_tokens))
+            record.charge(spent.prompt_tokens, spent.completion_tokens, self._cost(target, spent))
         if outcome is Outcome.CLIENT_ERROR and failure is None:
             return  # the client left: no attempt outcome to count
         metrics.child(metrics.ATTEMPTS, target.provider_id, outcome.value).inc()
@@ -298,6 +298,16 @@ class Service:
                 detail=failure.message[:300],
                 cooldown_s=round(rest, 3),
             )
+
+    def _cost(self, target: Target, spent: Usage) -> float | None:
+        """``spent`` at the target's price; None (a metric, and one warning per model) when unknown."""
+        cost = target.cost(spent)
+        if cost is None:
+            model = target.model if target.listed else UNLISTED_MODEL
+            metrics.child(metrics.UNPRICED, target.provider_id, model).inc()
+            if self.catalog.prices.unpriced_once(target.provider_id, target.model):
+                logger.warning("no known price for this model: its requests are counted with cost null", provider=target.provider_id, model=target.model)
+        return cost
 
     @staticmethod
     def _count_retry(previous: Lease, lease: Lease, cause: UpstreamError | None) -> None:

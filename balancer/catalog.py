@@ -10,12 +10,20 @@
 
 Then targets whose provider the caller may not use are removed. Unknown model:
 ``UnknownModel``; known but every provider forbidden: ``ForbiddenModel``.
+
+Each target carries its ``price`` (``balancer.pricing``), resolved when the target is built;
+``Target.cost(usage)`` is None when that price is unknown.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+from balancer.pricing import Price, PriceBook
+
+if TYPE_CHECKING:
+    from adapters.base import Usage
 
 
 class UnknownModel(LookupError):
@@ -34,8 +42,7 @@ class Target:
     kind: str  # openai | anthropic | gemini | custom
     model: str
     base_url: str
-    input_cost: float  # USD per 1K tokens
-    output_cost: float
+    price: Price | None = None  # None: unknown
     req_per_min: int | None = None
     tokens_per_min: int | None = None
     max_tokens: int | None = None
@@ -45,25 +52,26 @@ class Target:
     listed: bool = True  # False for a ``provider:model`` the config does not list (any name a client sends)
     default_max_tokens: int | None = None  # sent when the client gives none (providers that need one)
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input_cost + completion_tokens * self.output_cost) / 1000.0
+    def cost(self, usage: "Usage") -> float | None:
+        """USD for ``usage`` at this target's price (``Price.cost``); None when the price is unknown."""
+        return None if self.price is None else self.price.cost(usage)
 
 
-def target_for(provider, model: str, rank: int = 0, *, listed: bool = True) -> Target:
-    """Build a ``Target`` from a ``ProviderConfig``."""
+def target_for(provider, model: str, rank: int = 0, *, listed: bool = True, price: Price | None = None) -> Target:
+    """Build a ``Target`` from a ``ProviderConfig`` (``price`` from ``PriceBook.quote``)."""
     return Target(
         provider_id=provider.id,
         kind=provider.kind,
         model=model,
         base_url=provider.effective_base_url,
-        input_cost=provider.pricing.input_token_cost,
-        output_cost=provider.pricing.output_token_cost,
+        price=price,
         req_per_min=provider.limits.req_per_min,
         tokens_per_min=provider.limits.tokens_per_min,
         max_tokens=provider.limits.max_tokens,
         drop_params=tuple(provider.drop_params),
         timeout=provider.timeout,
         rank=rank,
+        listed=listed,
         default_max_tokens=provider.effective_default_max_tokens,
     )
 
@@ -71,19 +79,20 @@ def target_for(provider, model: str, rank: int = 0, *, listed: bool = True) -> T
 class Catalog:
     """Built once from ``Settings``; lookups are dictionary hits."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, *, prices: PriceBook | None = None) -> None:
+        self.prices = prices or PriceBook(settings)
         self._providers = {p.id: p for p in settings.llm_providers}
         self._aliases: dict[str, tuple[Target, ...]] = {}
         for alias, specs in settings.model_aliases.items():
             targets = []
             for rank, spec in enumerate(specs):
                 provider_id, _, model = spec.partition(":")
-                targets.append(target_for(self._providers[provider_id], model, rank))
+                targets.append(self._target(self._providers[provider_id], model, rank))
             self._aliases[alias] = tuple(targets)
         self._listed: dict[str, tuple[Target, ...]] = {}
         for provider in settings.llm_providers:
             for model in provider.all_models:
-                self._listed[model] = self._listed.get(model, ()) + (target_for(provider, model),)
+                self._listed[model] = self._listed.get(model, ()) + (self._target(provider, model),)
         self._qualified: dict[str, Target] = {}
 
     def resolve(self, model: str, allows: Callable[[str], bool]) -> list[Target]:
@@ -97,6 +106,9 @@ class Catalog:
             raise ForbiddenModel(model)
         return allowed
 
+    def _target(self, provider, model: str, rank: int = 0, *, listed: bool = True) -> Target:
+        return target_for(provider, model, rank, listed=listed, price=self.prices.quote(provider.id, model).price)
+
     def _qualified_target(self, model: str) -> tuple[Target, ...]:
         cached = self._qualified.get(model)
         if cached is not None:
@@ -105,7 +117,7 @@ class Catalog:
         provider = self._providers.get(provider_id) if sep and upstream_model else None
         if provider is None:
             return ()
-        target = target_for(provider, upstream_model, listed=upstream_model in provider.all_models)
+        target = self._target(provider, upstream_model, listed=upstream_model in provider.all_models)
         if upstream_model in provider.all_models:  # only listed models are worth remembering
             self._qualified[model] = target
         return (target,)

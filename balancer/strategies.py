@@ -47,7 +47,9 @@ class Candidate:
 
     @property
     def price(self) -> float:
-        return self.target.input_cost + self.target.output_cost
+        """USD per input token plus per output token (the base tier); 0 when the price is unknown."""
+        price = self.target.price
+        return 0.0 if price is None else price.input + price.output
 
 
 def window_use(candidate: Candidate, state: KeyState) -> float:
@@ -68,7 +70,7 @@ def hybrid_score(candidate: Candidate, state: KeyState, weights: dict[str, float
               + w.latency  * latency / max latency among the candidates
               + w.cost     * price / max price among the candidates
 
-    where price is ``input_token_cost + output_token_cost`` of the target, and a key with no
+    where price is ``Candidate.price`` (input + output per token, 0 when unknown), and a key with no
     latency measured yet counts as the mean of the measured ones (neither favoured nor shunned).
     """
     target = candidate.target

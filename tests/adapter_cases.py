@@ -12,7 +12,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def target(kind: str, *, model: str = "up-model", base_url: str = "http://upstream.test", **extra) -> Target:
-    return Target(provider_id=f"{kind}-p", kind=kind, model=model, base_url=base_url, input_cost=0.0, output_cost=0.0, **extra)
+    return Target(provider_id=f"{kind}-p", kind=kind, model=model, base_url=base_url, **extra)
 
 
 def written(name: str) -> bytes:

@@ -191,3 +191,10 @@ def test_request_larger_than_the_token_window_waits_for_an_empty_window():
         assert (await balancer.acquire(targets, prompt_tokens=500, max_tokens=500)).key.label == "a#1"
 
     run(scenario())
+
+
+def test_a_provider_model_target_says_whether_the_config_lists_the_model():
+    """Unlisted ``provider:model`` names must be marked so metrics label them ``(unlisted)``."""
+    _, catalog, _ = make([p("a", ["a1"])])
+    assert catalog.resolve("a:m", everyone)[0].listed is True
+    assert catalog.resolve("a:anything-a-client-sends", everyone)[0].listed is False
