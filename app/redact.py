@@ -12,13 +12,16 @@ Contract of ``Redactor(secrets)`` (any iterable of strings; empty entries and en
   is replaced, as far as it reaches (the maximal run: the match is extended as long as the text
   keeps matching that secret), by ``[redacted]``. Runs that overlap or touch, of one secret or of
   several, become one ``[redacted]``.
-- A secret of 4 to 7 characters is matched whole only.
+- A secret of 4 to 7 characters is matched whole only. A prefix that keys share is a run too
+  when it is 8 characters or longer (``sk-proj-``, ``sk-ant-api03-``): it is redacted wherever it
+  appears, even alone.
 - Key-like tokens are masked too, ours or not: ``sk-`` followed by 8 or more of
   ``[A-Za-z0-9_-*]`` and ``AIza`` followed by 20 or more of ``[A-Za-z0-9_-]``, starting at a
   word boundary (ASCII: ``risk-free`` and ``task-0123456789`` are kept).
 - Matching is exact (case-sensitive) on the UTF-8 form: bytes are searched as they are (invalid
   UTF-8 is kept byte for byte), text is encoded first (``surrogatepass``). A run counts
-  characters, not bytes.
+  characters, not bytes. In JSON a secret's ``"`` or ``\\`` is escaped, so there only its runs
+  between such characters can match.
 - When nothing matches, ``scrub`` and ``scrub_bytes`` return their argument itself (no copy), and
   ``scrub_value`` returns the value itself.
 
@@ -32,13 +35,15 @@ error envelope whose field names ``error``, ``message``, ``type``, ``param`` and
 as they are, so a short secret such as ``code`` cannot rename a field of the OpenAI shape).
 
 How: every 8-character window of every secret, each short secret whole and the two key prefixes
-are the patterns of one Aho-Corasick automaton over bytes (``ahocorasick_rs``, a DFA), built once
-in the constructor. One pass over the input reports every occurrence, overlapping ones included.
+are the patterns of one Aho-Corasick automaton over bytes (``ahocorasick_rs``: a DFA, or a
+contiguous NFA past ``DFA_PATTERN_BYTES``; ``Redactor.automaton`` says which), built once in the
+constructor. One pass over the input reports every occurrence, overlapping ones included.
 A maximal run of length L is exactly the union of its L - 7 windows, so the union of the windows
 found is the union of the maximal runs: no per-secret extension, no loop over secrets. A prefix
-hit is confirmed by the key-like regex at that position. Clean input costs that one pass (about
-2 ns a byte); the input is searched in chunks of ``CHUNK_BYTES`` so that a body full of echoed
-secret cannot make the list of hits much larger than a chunk.
+hit is confirmed by the key-like regex at that position. Clean input costs that one pass (with
+the DFA about 2 ns a byte, 1-2 us for a stream frame). The input is searched in chunks of
+``CHUNK_BYTES``, so that a body full of echoed secret cannot make the list of hits held at once
+much larger than a chunk.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ REDACTED = "[redacted]"
 RUN = 8  # the shortest part of a secret that is redacted wherever it appears
 SHORTEST_SECRET = 4  # shorter configured secrets are ignored
 CHUNK_BYTES = 1 << 16  # bytes searched per automaton call (bounds the hits held at once)
+# A DFA takes ~450 bytes per pattern byte (50 secrets of 40-60 characters: ~18 KB of windows,
+# ~8 MB) and scans 1 MB in ~1.8 ms; a contiguous NFA takes ~0.4 MB there but ~6 ms. Up to this
+# many pattern bytes (about 80 such secrets, ~15 MB) the speed is worth the memory.
+DFA_PATTERN_BYTES = 32 * 1024
 
 _REDACTED = REDACTED.encode()
 # Long key-like tokens (sk-..., AIza..., sk-ant-...) are masked even when not ours: an upstream
@@ -76,7 +85,7 @@ def _secret_patterns(secrets: Iterable[str]) -> set[str]:
     return patterns
 
 
-def _splice(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+def _splice(data: bytes, spans: list[list[int]]) -> bytes:
     """``data`` with each of the ordered, disjoint ``spans`` replaced by ``[redacted]``."""
     pieces, done = [], 0
     for start, end in spans:
@@ -91,7 +100,11 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         patterns = sorted(p.encode("utf-8", "surrogatepass") for p in _secret_patterns(secrets))
-        self._automaton = BytesAhoCorasick([*_KEY_PREFIXES, *patterns], implementation=Implementation.DFA)
+        small = sum(map(len, patterns)) <= DFA_PATTERN_BYTES
+        self.automaton = "dfa" if small else "contiguous-nfa"
+        self._automaton = BytesAhoCorasick(
+            [*_KEY_PREFIXES, *patterns], implementation=Implementation.DFA if small else Implementation.ContiguousNFA
+        )
         # A hit of a later chunk that ends inside the previous one was reported there already;
         # one that starts there is found by starting each chunk this many bytes early.
         self._overlap = max(len(p) for p in (*_KEY_PREFIXES, *patterns)) - 1
@@ -157,17 +170,20 @@ class Redactor:
             return value
         return self.scrub(str(value))
 
-    def _spans(self, data: bytes) -> list[tuple[int, int]]:
-        """The byte spans to redact in ``data``: ordered, disjoint, touching ones merged."""
-        merged: list[tuple[int, int]] = []
+    def _spans(self, data: bytes) -> list[list[int]]:
+        """The byte spans ``[start, end)`` to redact in ``data``: ordered, disjoint, touching ones
+        merged.
+
+        The automaton reports hits in order of their end. A key-like hit is extended to its
+        token's end, beyond later hits' ends, but those still end after its start (its prefix
+        was reported before them). So each hit ends after the start of the last merged span:
+        it either starts after that span's end (a new span) or overlaps it, and can reach back
+        over earlier spans only by starting before it (rare: a short pattern after a longer one)."""
+        merged: list[list[int]] = []
         with memoryview(data) as view:
             for begin in range(0, len(data), CHUNK_BYTES):
                 low = max(0, begin - self._overlap)
-                hits = self._automaton.find_matches_as_indexes(view[low : begin + CHUNK_BYTES], overlapping=True)
-                if not hits:
-                    continue
-                found = []
-                for pattern, start, end in hits:
+                for pattern, start, end in self._automaton.find_matches_as_indexes(view[low : begin + CHUNK_BYTES], overlapping=True):
                     start, end = start + low, end + low
                     if end <= begin:
                         continue  # reported by the previous chunk
@@ -176,16 +192,16 @@ class Redactor:
                         if token is None:
                             continue
                         end = token.end()
-                    found.append((start, end))
-                found.sort()
-                # Every span found here ends after the start of the last merged one (hits end
-                # in this chunk; merged ones start before it or, sorted, not after this one),
-                # so popping from the end merges every overlap.
-                for start, end in found:
-                    while merged and start <= merged[-1][1]:
-                        last_start, last_end = merged.pop()
-                        start, end = min(start, last_start), max(end, last_end)
-                    merged.append((start, end))
+                    if merged and start <= merged[-1][1]:
+                        last = merged[-1]
+                        if end > last[1]:
+                            last[1] = end
+                        if start < last[0]:
+                            last[0] = start
+                            while len(merged) > 1 and start <= merged[-2][1]:
+                                last[0] = start = min(start, merged.pop(-2)[0])
+                    else:
+                        merged.append([start, end])
         return merged
 
 

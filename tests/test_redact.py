@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
+import string
 import sys
 from decimal import Decimal
 
@@ -138,6 +140,22 @@ def test_constructor_takes_any_iterable_of_secrets():
     keys = {"openai": [SECRET], "gemini": [OTHER, ""]}
     redactor = Redactor(secret for secrets in keys.values() for secret in secrets)
     assert redactor.scrub(f"{SECRET[1:9]} {OTHER[-8:]}") == f"{REDACTED} {REDACTED}"
+
+
+def test_a_large_secret_set_uses_the_small_automaton_with_the_same_results(redactor):
+    rnd = random.Random(7)
+    many = ["".join(rnd.choice(string.ascii_letters) for _ in range(50)) for _ in range(200)]
+    large = Redactor([SECRET, OTHER, OPENAI, *many])
+    assert (redactor.automaton, large.automaton) == ("dfa", "contiguous-nfa")
+    texts = [
+        f"Incorrect API key provided: {SECRET[:10]}...{SECRET[-9:]}",
+        f"<{SECRET[3:30]}{OTHER[:9]}> sk-{'x' * 20} risk-free {OPENAI[9:17]}",
+        "." * (CHUNK_BYTES - 5) + SECRET + "." * 10,
+        "clean text " * 100,
+    ]
+    assert [large.scrub(text) for text in texts] == [redactor.scrub(text) for text in texts]
+    assert [redactor.scrub(text) == text for text in texts] == [False, False, False, True]
+    assert large.scrub(f"a {many[150][20:28]} b") == f"a {REDACTED} b"
 
 
 def test_no_secrets_still_masks_key_like_tokens():
