@@ -36,8 +36,8 @@ as they are, so a short secret such as ``code`` cannot rename a field of the Ope
 
 How: every 8-character window of every secret, each short secret whole and the two key prefixes
 are the patterns of one Aho-Corasick automaton over bytes (``ahocorasick_rs``: a DFA, or a
-contiguous NFA past ``DFA_PATTERN_BYTES``; ``Redactor.automaton`` says which), built once in the
-constructor. One pass over the input reports every occurrence, overlapping ones included.
+contiguous NFA past ``DFA_PATTERN_BYTES``; ``Redactor.automaton_kind`` says which), built once in
+the constructor. One pass over the input reports every occurrence, overlapping ones included.
 A maximal run of length L is exactly the union of its L - 7 windows, so the union of the windows
 found is the union of the maximal runs: no per-secret extension, no loop over secrets. A prefix
 hit is confirmed by the key-like regex at that position. Clean input costs that one pass (with
@@ -101,7 +101,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         patterns = sorted(p.encode("utf-8", "surrogatepass") for p in _secret_patterns(secrets))
         small = sum(map(len, patterns)) <= DFA_PATTERN_BYTES
-        self.automaton = "dfa" if small else "contiguous-nfa"
+        self.automaton_kind = "dfa" if small else "contiguous-nfa"
         self._automaton = BytesAhoCorasick(
             [*_KEY_PREFIXES, *patterns], implementation=Implementation.DFA if small else Implementation.ContiguousNFA
         )

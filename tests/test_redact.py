@@ -146,7 +146,7 @@ def test_a_large_secret_set_uses_the_small_automaton_with_the_same_results(redac
     rnd = random.Random(7)
     many = ["".join(rnd.choice(string.ascii_letters) for _ in range(50)) for _ in range(200)]
     large = Redactor([SECRET, OTHER, OPENAI, *many])
-    assert (redactor.automaton, large.automaton) == ("dfa", "contiguous-nfa")
+    assert (redactor.automaton_kind, large.automaton_kind) == ("dfa", "contiguous-nfa")
     texts = [
         f"Incorrect API key provided: {SECRET[:10]}...{SECRET[-9:]}",
         f"<{SECRET[3:30]}{OTHER[:9]}> sk-{'x' * 20} risk-free {OPENAI[9:17]}",
