@@ -11,6 +11,12 @@ the line, once per request. ``info_line`` renders the line once per format, exac
 event loop the access lines of one loop turn are written together at the end of the turn (one
 write instead of one per request); a loguru line first writes out any access line still
 pending, so the order of lines is kept. Outside a loop every line is written at once.
+
+Redaction: with ``set_log_redactor(redactor)`` every write of these sinks (one loguru line, or the
+access lines of one loop turn together) passes through ``redactor.scrub_bytes`` right before it
+reaches the stream: loguru's lines and access lines, JSON and text, with the exception text a
+JSON line carries, are scrubbed once as final bytes, whatever field holds a secret. It is process-wide and covers
+only the sinks of ``setup_logging`` (not loguru's default sink before it is called).
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import orjson
 from loguru import logger
+
+if TYPE_CHECKING:
+    from app.redact import Redactor
 
 _STANDARD = ("time", "level", "message")
 _INFO = 20  # loguru's INFO level number
@@ -55,6 +65,17 @@ def _json_line(record) -> bytes:
 
 def _text_line(record) -> bytes:
     return _render_text(record["time"], record["level"].name, record["message"], record["extra"])
+
+
+# What every write of the sinks passes through (set_log_redactor); None: written as rendered.
+_log_redactor: Redactor | None = None
+
+
+def set_log_redactor(redactor: Redactor | None) -> None:
+    """Scrub every line the sinks of ``setup_logging`` write with ``redactor`` (process-wide,
+    from the next write on, lines already queued included); ``None`` turns scrubbing off."""
+    global _log_redactor
+    _log_redactor = redactor
 
 
 class _Sink:
@@ -93,6 +114,9 @@ class _Sink:
         if self._pending:
             data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
             self._pending.clear()
+            redactor = _log_redactor
+            if redactor is not None:
+                data = redactor.scrub_bytes(data)  # once per write, however many lines it holds
             self.stream.write(data)
             self.stream.flush()
 

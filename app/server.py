@@ -122,6 +122,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     async def open_resources(app: Sanic) -> None:
         from app.accounting import UsageSink, attach_usage_sink
         from app.deferral import Deferral
+        from app.logging import set_log_redactor
         from app.service import Service
         from app.upstream import UpstreamClient
         from storage import open_store
@@ -132,6 +133,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         app.ctx.upstream = UpstreamClient()
         await app.ctx.upstream.start()
         app.ctx.service = Service(settings, app.ctx.store, app.ctx.upstream)
+        set_log_redactor(app.ctx.service.redactor)
         app.ctx.usage = UsageSink(app.ctx.store)
         attach_usage_sink(app.ctx.usage)
         app.ctx.queue = open_queue(settings, JobContext(settings, app.ctx.store, app.ctx.service))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from loguru import logger
@@ -56,7 +56,7 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.redact import Redactor
+from app.redact import Redactor, configured_secrets
 from app.upstream import UpstreamClient, UpstreamStream
 from balancer.catalog import Catalog, ForbiddenModel, Target, UnknownModel
 from balancer.pool import Balancer, Exhausted, Lease
@@ -102,7 +102,7 @@ class Service:
                     **providers[provider_id].headers,
                     **adapter.auth_headers(key.secret),
                 })
-        self.redactor = Redactor(key.secret for keys in self.balancer.keys.values() for key in keys)
+        self.redactor = Redactor(configured_secrets(settings))  # also the log sinks' (``app.logging.set_log_redactor``)
         self._closing: set[asyncio.Future] = set()  # relays settling after their client left
 
     async def close(self) -> None:
@@ -240,7 +240,8 @@ class Service:
             raise adapter.parse_error(response.status, response.headers, response.body)
         result = plan.call.endpoint.parse(plan.call, adapter, response.body)
         await self._settle(lease, record, Outcome.SUCCESS, spent=result.usage or spent_estimate(lease), latency=latency)
-        return result
+        body = self.redactor.scrub_bytes(result.body)  # an upstream may echo a key even in an answer
+        return result if body is result.body else replace(result, body=body)
 
     async def _open(self, plan: Plan, lease: Lease, record: RequestRecord, timeout: float) -> "Relay":
         """A streaming attempt: succeeds once the first frame exists (the lease settles when the relay closes)."""
@@ -437,6 +438,7 @@ class Relay:
                 piece = await self._next_piece()
             if piece is None:
                 break
+            piece = self._service.redactor.scrub_bytes(piece)
             if self._sent == 0:
                 metrics.child(metrics.TIME_TO_FIRST_TOKEN, self._record.provider).observe(time.perf_counter() - self._record.started)
             self._sent += 1

@@ -9,4 +9,5 @@
 - ``bench.stats``        percentiles, ratios, targets and the Markdown table (pure functions)
 - ``bench.run``          one full run: ``python -m bench.run [--quick]``
 - ``bench.profile``      the memory row under py-spy: ``python -m bench.profile``
+- ``bench.redact_speed`` ``app.redact`` against the regex redactor it replaced: ``python -m bench.redact_speed``
 """

@@ -18,6 +18,7 @@ from loguru import logger
 
 from app import metrics
 from app.accounting import UsageSink, attach_usage_sink
+from app.logging import set_log_redactor
 from storage import keys
 
 
@@ -52,7 +53,9 @@ async def open_context(settings) -> JobContext:
     await upstream.start()
     usage = UsageSink(store)  # jobs that answer no client (warming, batches) record their usage here
     attach_usage_sink(usage)
-    return JobContext(settings, store, Service(settings, store, upstream), owned=(usage, upstream, store))
+    service = Service(settings, store, upstream)
+    set_log_redactor(service.redactor)
+    return JobContext(settings, store, service, owned=(usage, upstream, store))
 
 
 class MemoryStats:
