@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from storage.base import CacheEntry, KeyState, Refusal, Reservation, RuntimeStore, WindowLimits
-from storage.redis import StoreUnavailable
+from storage.base import CacheEntry, KeyState, Refusal, Reservation, RuntimeStore, StoreUnavailable, WindowLimits
 from storage.usage import UsageEvent
 
 
@@ -33,7 +32,8 @@ def open_store(config, *, on_state: Callable[[bool], None] | None = None, resili
 
         return FileStore(config.path)
     if config.type == "redis":
-        from storage.redis import RedisPyTransport, RedisStore
+        from storage.redis import RedisStore
+        from storage.redis_transport import RedisPyTransport
 
         store = RedisStore(RedisPyTransport.from_config(config))
     elif config.type == "http":

@@ -67,6 +67,11 @@ HISTORY_SECONDS = 3 * 3600.0
 INFLIGHT_STALE = 900.0
 
 
+class StoreUnavailable(ConnectionError):
+    """The backend could not be reached or answered with a server-side failure. Networked
+    backends raise it; ``ResilientStore`` raises it for the calls memory cannot answer."""
+
+
 @dataclass(frozen=True, slots=True)
 class WindowLimits:
     """Per-key limits; ``None`` is unlimited."""

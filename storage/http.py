@@ -1,10 +1,10 @@
-"""Remote runtime state over HTTP: the Redis scripts of ``storage.redis``, sent to a webdis server.
+"""Remote runtime state over HTTP: the Redis scripts of ``storage.redis_scripts``, sent to a webdis server.
 
 webdis (a small HTTP front for Redis) runs ``POST /`` with a body ``COMMAND/arg1/arg2...`` and
 answers ``{"COMMAND": reply}``. Arguments are percent-encoded, with ``.`` encoded too because
 webdis reads a dot as a format suffix. A Redis error comes back as ``[false, "ERR ..."]``, and
 webdis answers 503 when it cannot reach Redis. webdis flattens nested replies badly, which is
-why every script in ``storage.redis`` returns flat arrays.
+why every script in ``storage.redis_scripts`` returns flat arrays.
 
 The logic is ``RedisStore``'s; only the transport differs, so the contract holds unchanged.
 """
@@ -18,7 +18,10 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from storage.redis import Call, RedisStore, Script, StoreUnavailable
+from storage.base import StoreUnavailable
+from storage.redis import RedisStore
+from storage.redis_scripts import Script
+from storage.redis_transport import Call
 
 
 class ScriptMissing(Exception):

@@ -35,9 +35,9 @@ from typing import Any, Callable, Sequence
 
 from loguru import logger
 
-from storage.base import Reservation
+from storage.base import Reservation, StoreUnavailable
 from storage.memory import MemoryStore
-from storage.redis import StoreUnavailable, bounded
+from storage.redis_transport import bounded
 from storage.usage import UsageEvent
 
 LOCAL = "local:"

@@ -1,4 +1,4 @@
-"""Hot script calls share pipelines, one batch at a time (``storage.redis.Coalescer``), on a real
+"""Hot script calls share pipelines, one batch at a time (``storage.redis_transport.Coalescer``), on a real
 redis-server: each call stays its own atomic script, calls made while a batch is on its way form
 the next one, and a batch that cannot finish in time fails every call in it (the resilient store
 then serves from memory)."""

@@ -10,8 +10,7 @@ import pytest
 
 from app.config import RuntimeStorage
 from servers import RedisServer, WebdisServer
-from storage import Reservation, UsageEvent, WindowLimits, open_store
-from storage.redis import StoreUnavailable
+from storage import Reservation, StoreUnavailable, UsageEvent, WindowLimits, open_store
 
 
 @pytest.mark.parametrize("kind", ["redis", "http"])

@@ -9,7 +9,8 @@ import asyncio
 
 from app.config import RuntimeStorage
 from storage import UsageEvent, open_store
-from storage.redis import RedisStore, RedisPyTransport
+from storage.redis import RedisStore
+from storage.redis_transport import RedisPyTransport
 
 T0 = 1_800_000_000.0
 

@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from app.config import RuntimeStorage, masked_dump, settings_from_data
-from storage import Reservation, WindowLimits, open_store
-from storage.redis import StoreUnavailable
+from storage import Reservation, StoreUnavailable, WindowLimits, open_store
 
 T0 = 1_800_000_000.0
 SECRET = "w3bd1s-s3cret"

@@ -56,7 +56,7 @@ def loads(raw: bytes):
 
 
 def queue_url(settings) -> str:
-    from storage.redis import redis_url
+    from storage.redis_transport import redis_url
 
     return settings.storage.queue.url or redis_url(settings.storage.runtime)
 
