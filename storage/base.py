@@ -49,6 +49,21 @@ Contract of the other state (issue 4: many processes, one gateway):
    seconds) and returns whoever holds it afterwards: the one primitive behind "a deferred request
    runs at most once" and "a cancelled request never runs".
 
+Contract of the record-keeping calls (clients, stored responses, files and batches):
+
+8. Documents. ``doc_put(collection, doc_id, doc, ttl=None, now=t)`` stores a JSON-able dict,
+   replacing any document under the same id; with ``ttl`` it is gone ``ttl`` seconds later.
+   ``doc_get`` returns the live document or None; ``doc_delete`` says whether one was there;
+   ``doc_list(collection, now=t)`` returns every live document of the collection, oldest put first
+   (collections hold a gateway's clients, batches, files: hundreds to thousands, not millions).
+9. Counters. ``counters_add(name, deltas, limits=None, ttl=None)`` adds each delta to its field of
+   the named counter set atomically, and returns ``(applied, values)`` with the fields' values
+   afterwards. With ``limits`` (field -> maximum) nothing is added unless every limited field
+   stays at or below its maximum after the addition; ``applied`` is then False and ``values`` are
+   the unchanged current values. ``counters_get(name)`` reads every field; ``counters_drop(name,
+   fields)`` deletes fields. With ``ttl`` the whole set expires ``ttl`` seconds after the last
+   addition. This is the check-and-reserve behind USD budgets and the progress of batches.
+
 Timestamps are seconds from ``time.time()``; the caller passes ``now`` so tests and the
 balancer agree on one clock.
 """
@@ -164,6 +179,22 @@ class RuntimeStore(Protocol):
     async def footprint(self, key_ids: Sequence[str]) -> dict[str, int]: ...
 
     async def claim(self, name: str, owner: str, *, ttl: float, now: float) -> str: ...
+
+    async def doc_put(self, collection: str, doc_id: str, doc: dict, *, ttl: float | None = None, now: float) -> None: ...
+
+    async def doc_get(self, collection: str, doc_id: str, *, now: float) -> dict | None: ...
+
+    async def doc_delete(self, collection: str, doc_id: str) -> bool: ...
+
+    async def doc_list(self, collection: str, *, now: float) -> list[dict]: ...
+
+    async def counters_add(
+        self, name: str, deltas: dict[str, float], *, limits: dict[str, float] | None = None, ttl: float | None = None
+    ) -> tuple[bool, dict[str, float]]: ...
+
+    async def counters_get(self, name: str) -> dict[str, float]: ...
+
+    async def counters_drop(self, name: str, fields: Sequence[str]) -> None: ...
 
     async def ping(self) -> bool: ...
 

@@ -5,7 +5,8 @@ What lives where:
 - Hot state stays in memory (a ``MemoryStore``): rate windows, in-flight marks, per-minute
   history and claims. After a restart windows start empty, as with ``memory``.
 - The usage ledger (events), the roll-ups, key health (cooldowns, failure counts, error and
-  latency averages) and the response cache are in SQLite and survive restarts.
+  latency averages), the response cache, documents (clients, stored responses, files, batches)
+  and counters (budgets, batch progress) are in SQLite and survive restarts.
 
 Writes are cheap on the request path: usage events and health changes are buffered in memory
 and written by a flusher every ``flush_interval`` seconds (0.75 by default) in one transaction;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -57,6 +59,13 @@ CREATE TABLE IF NOT EXISTS cache (
   key TEXT PRIMARY KEY, body BLOB NOT NULL, expires_at REAL NOT NULL, hits INTEGER NOT NULL, meta TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cache_expiry ON cache (expires_at);
+CREATE TABLE IF NOT EXISTS docs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, expires_at REAL,
+  UNIQUE (collection, id)
+);
+CREATE TABLE IF NOT EXISTS counters (
+  name TEXT NOT NULL, field TEXT NOT NULL, value REAL NOT NULL, expires_at REAL, PRIMARY KEY (name, field)
+);
 """
 
 _UPSERT_ROLLUP = (
@@ -249,6 +258,61 @@ class FileStore:
 
         cache_entries, events = await self._run(count)
         return {**counts, "cache_entries": cache_entries, "events": events + len(self._events)}
+
+    # ------------------------------------------------------------------ documents and counters (SQLite)
+
+    async def doc_put(self, collection: str, doc_id: str, doc: dict, *, ttl: float | None = None, now: float) -> None:
+        row = (collection, doc_id, orjson.dumps(doc).decode(), None if ttl is None else now + ttl)
+
+        def put(db: sqlite3.Connection) -> None:
+            with _transaction(db):  # delete then insert: a replaced document moves to the end (put order)
+                db.execute("DELETE FROM docs WHERE collection = ? AND id = ?", row[:2])
+                db.execute("INSERT INTO docs (collection, id, body, expires_at) VALUES (?, ?, ?, ?)", row)
+
+        await self._run(put)
+
+    async def doc_get(self, collection: str, doc_id: str, *, now: float) -> dict | None:
+        query = "SELECT body FROM docs WHERE collection = ? AND id = ? AND (expires_at IS NULL OR expires_at > ?)"
+        found = await self._run(lambda db: db.execute(query, (collection, doc_id, now)).fetchone())
+        return orjson.loads(found[0]) if found else None
+
+    async def doc_delete(self, collection: str, doc_id: str) -> bool:
+        return await self._run(lambda db: db.execute("DELETE FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)).rowcount > 0)
+
+    async def doc_list(self, collection: str, *, now: float) -> list[dict]:
+        query = "SELECT body FROM docs WHERE collection = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq"
+        rows = await self._run(lambda db: db.execute(query, (collection, now)).fetchall())
+        return [orjson.loads(body) for (body,) in rows]
+
+    async def counters_add(
+        self, name: str, deltas: dict[str, float], *, limits: dict[str, float] | None = None, ttl: float | None = None
+    ) -> tuple[bool, dict[str, float]]:
+        now = time.time()
+
+        def add(db: sqlite3.Connection) -> tuple[bool, dict[str, float]]:
+            with _transaction(db):
+                db.execute("DELETE FROM counters WHERE name = ? AND expires_at IS NOT NULL AND expires_at <= ?", (name, now))
+                values = dict(db.execute("SELECT field, value FROM counters WHERE name = ?", (name,)).fetchall())
+                after = {field: values.get(field, 0.0) + delta for field, delta in deltas.items()}
+                if limits and any(after.get(field, values.get(field, 0.0)) > limit for field, limit in limits.items()):
+                    return False, {field: values.get(field, 0.0) for field in deltas}
+                expires = None if ttl is None else now + ttl
+                db.executemany(
+                    "INSERT INTO counters VALUES (?, ?, ?, ?) ON CONFLICT (name, field) DO UPDATE SET value = excluded.value",
+                    [(name, field, value, expires) for field, value in after.items()],
+                )
+                if ttl is not None:
+                    db.execute("UPDATE counters SET expires_at = ? WHERE name = ?", (expires, name))
+                return True, after
+
+        return await self._run(add)
+
+    async def counters_get(self, name: str) -> dict[str, float]:
+        query = "SELECT field, value FROM counters WHERE name = ? AND (expires_at IS NULL OR expires_at > ?)"
+        return dict(await self._run(lambda db: db.execute(query, (name, time.time())).fetchall()))
+
+    async def counters_drop(self, name: str, fields: Sequence[str]) -> None:
+        await self._run(lambda db: db.executemany("DELETE FROM counters WHERE name = ? AND field = ?", [(name, f) for f in fields]))
 
     async def ping(self) -> bool:
         return not self._closed

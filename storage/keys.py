@@ -8,6 +8,9 @@ and runs unchanged on Redis Cluster:
 - ``{c}``: the response cache (entries and the expiry index that warming and purging walk).
 - ``{u}``: usage events, the roll-up cursor and the roll-up buckets (folded atomically).
 - claims are single keys, each in its own slot.
+- ``{d:<collection>}``: one collection of documents (clients, stored responses, files,
+  batches): each document, the collection's index and its put counter.
+- ``{n:<name>}``: one set of counters (a client's budget periods, a batch's progress).
 
 The arq queue (``arq:*``) is arq's own; see ``workers.queue``.
 """
@@ -53,6 +56,22 @@ def rollup_bucket(granularity: str, bucket: int) -> str:
 
 def claim(name: str) -> str:
     return f"{PREFIX}:claim:{name}"
+
+
+def doc(collection: str, doc_id: str) -> str:
+    return f"{PREFIX}:{{d:{collection}}}:doc:{doc_id}"  # STRING: the document's JSON (PX when it has a TTL)
+
+
+def doc_index(collection: str) -> str:
+    return f"{PREFIX}:{{d:{collection}}}:index"  # ZSET document id -> put number (put order)
+
+
+def doc_seq(collection: str) -> str:
+    return f"{PREFIX}:{{d:{collection}}}:seq"  # STRING: the collection's put counter
+
+
+def counters(name: str) -> str:
+    return f"{PREFIX}:{{n:{name}}}"  # HASH field -> value
 
 
 QUEUE_STATS = f"{PREFIX}:queue:stats"  # HASH "<function>:<outcome>" -> count, "<function>:seconds" -> total run time

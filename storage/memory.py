@@ -7,11 +7,14 @@ call is atomic, which is what ``storage.base`` promises.
 from __future__ import annotations
 
 import itertools
+import time
 from array import array
 from collections import deque
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Sequence
+
+import orjson
 
 from storage.base import INFLIGHT_STALE, CacheEntry, KeyState, Refusal, Reservation, WindowLimits, ewma
 from storage.usage import RETENTION, Dims, Rollup, UsageEvent
@@ -120,6 +123,8 @@ class MemoryStore:
         self._cursor = ""
         self._rollups: dict[tuple[str, int], dict[Dims, dict[str, float]]] = {}
         self._claims: dict[str, tuple[str, float]] = {}
+        self._docs: dict[str, dict[str, tuple[dict, float | None]]] = {}  # collection -> id -> (doc, expires at)
+        self._counters: dict[str, tuple[dict[str, float], float | None]] = {}  # name -> (fields, expires at)
 
     def _key(self, key_id: str) -> _Key:
         state = self._keys.get(key_id)
@@ -282,6 +287,13 @@ class MemoryStore:
         for name in [n for n, (_, until) in self._claims.items() if until <= now]:
             del self._claims[name]
             removed += 1
+        for docs in self._docs.values():
+            for doc_id in [i for i, (_, until) in docs.items() if until is not None and until <= now]:
+                del docs[doc_id]
+                removed += 1
+        for name in [n for n, (_, until) in self._counters.items() if until is not None and until <= now]:
+            del self._counters[name]
+            removed += 1
         for granularity, bucket in list(self._rollups):
             if bucket + RETENTION[granularity] <= now:
                 del self._rollups[(granularity, bucket)]
@@ -315,6 +327,55 @@ class MemoryStore:
             return held[0]
         self._claims[name] = (owner, now + ttl)
         return owner
+
+    # ------------------------------------------------------------------ documents and counters
+
+    async def doc_put(self, collection: str, doc_id: str, doc: dict, *, ttl: float | None = None, now: float) -> None:
+        docs = self._docs.setdefault(collection, {})
+        docs.pop(doc_id, None)  # a replaced document counts as put now (dicts keep insertion order)
+        docs[doc_id] = (orjson.loads(orjson.dumps(doc)), None if ttl is None else now + ttl)
+
+    async def doc_get(self, collection: str, doc_id: str, *, now: float) -> dict | None:
+        found = self._docs.get(collection, {}).get(doc_id)
+        if found is None or (found[1] is not None and found[1] <= now):
+            return None
+        return orjson.loads(orjson.dumps(found[0]))  # a copy: callers may change what they read
+
+    async def doc_delete(self, collection: str, doc_id: str) -> bool:
+        return self._docs.get(collection, {}).pop(doc_id, None) is not None
+
+    async def doc_list(self, collection: str, *, now: float) -> list[dict]:
+        docs = self._docs.get(collection, {})
+        for doc_id in [i for i, (_, until) in docs.items() if until is not None and until <= now]:
+            del docs[doc_id]
+        return [orjson.loads(orjson.dumps(doc)) for doc, _ in docs.values()]
+
+    async def counters_add(
+        self, name: str, deltas: dict[str, float], *, limits: dict[str, float] | None = None, ttl: float | None = None
+    ) -> tuple[bool, dict[str, float]]:
+        now = time.time()
+        held = self._counters.get(name)
+        if held is not None and held[1] is not None and held[1] <= now:
+            held = None
+        values = dict(held[0]) if held else {}
+        after = {field: values.get(field, 0) + delta for field, delta in deltas.items()}
+        if limits and any(after.get(field, values.get(field, 0)) > limit for field, limit in limits.items()):
+            return False, {field: values.get(field, 0) for field in deltas}
+        values.update(after)
+        self._counters[name] = (values, None if ttl is None else now + ttl)
+        return True, after
+
+    async def counters_get(self, name: str) -> dict[str, float]:
+        held = self._counters.get(name)
+        if held is None or (held[1] is not None and held[1] <= time.time()):
+            return {}
+        return dict(held[0])
+
+    async def counters_drop(self, name: str, fields: Sequence[str]) -> None:
+        held = self._counters.get(name)
+        if held is not None:
+            for field_name in fields:
+                held[0].pop(field_name, None)
 
     async def ping(self) -> bool:
         return True

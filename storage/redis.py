@@ -24,6 +24,13 @@ import orjson
 from storage import keys
 from storage.base import EWMA_ALPHA, INFLIGHT_STALE, CacheEntry, KeyState, Refusal, Reservation, WindowLimits
 from storage.redis_scripts import (
+    COUNTERS_ADD,
+    COUNTERS_DROP,
+    DOC_DELETE,
+    DOC_INDEX,
+    DOC_PUT,
+    DOC_READ,
+    DOC_UNINDEX,
     CACHE_COUNT,
     CACHE_DROP,
     CACHE_GET,
@@ -253,6 +260,56 @@ class RedisStore:
 
     async def claim(self, name: str, owner: str, *, ttl: float, now: float) -> str:
         return str(await self.transport.run(CLAIM, [keys.claim(name)], [owner, max(1, int(ttl * 1000))]))
+
+    # ------------------------------------------------------------------ documents and counters
+
+    async def doc_put(self, collection: str, doc_id: str, doc: dict, *, ttl: float | None = None, now: float) -> None:
+        ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
+        names = [keys.doc(collection, doc_id), keys.doc_index(collection), keys.doc_seq(collection)]
+        await self.transport.run(DOC_PUT, names, [doc_id, orjson.dumps(doc).decode(), ttl_ms])
+
+    async def doc_get(self, collection: str, doc_id: str, *, now: float) -> dict | None:
+        found = await self.transport.run(DOC_READ, [keys.doc(collection, doc_id)], [])
+        return orjson.loads(found[0]) if found and found[0] else None
+
+    async def doc_delete(self, collection: str, doc_id: str) -> bool:
+        return int(await self.transport.run(DOC_DELETE, [keys.doc(collection, doc_id), keys.doc_index(collection)], [doc_id])) == 1
+
+    async def doc_list(self, collection: str, *, now: float) -> list[dict]:
+        ids = await self.transport.run(DOC_INDEX, [keys.doc_index(collection)], []) or []
+        docs: list[dict] = []
+        gone: list[str] = []
+        for start in range(0, len(ids), CHUNK):
+            batch = ids[start : start + CHUNK]
+            found = await self.transport.run(DOC_READ, [keys.doc(collection, i) for i in batch], [])
+            for doc_id, raw in zip(batch, found):
+                if raw:
+                    docs.append(orjson.loads(raw))
+                else:
+                    gone.append(doc_id)
+        if gone:  # documents that expired by their TTL: drop them from the index too
+            await self.transport.run(DOC_UNINDEX, [keys.doc_index(collection)], gone)
+        return docs
+
+    async def counters_add(
+        self, name: str, deltas: dict[str, float], *, limits: dict[str, float] | None = None, ttl: float | None = None
+    ) -> tuple[bool, dict[str, float]]:
+        fields = list(deltas)
+        args: list = [0 if ttl is None else max(1, int(ttl * 1000)), len(fields)]
+        for field in fields:
+            args += [field, num(deltas[field])]
+        for field, limit in (limits or {}).items():
+            args += [field, num(limit)]
+        reply = await self.transport.run(COUNTERS_ADD, [keys.counters(name)], args)
+        return int(reply[0]) == 1, {field: float(value) for field, value in zip(fields, reply[1:])}
+
+    async def counters_get(self, name: str) -> dict[str, float]:
+        flat = await self.transport.run(READ_HASH, [keys.counters(name)], []) or []
+        return {flat[i]: float(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def counters_drop(self, name: str, fields: Sequence[str]) -> None:
+        if fields:
+            await self.transport.run(COUNTERS_DROP, [keys.counters(name)], list(fields))
 
     async def ping(self) -> bool:
         return await self.transport.ping()

@@ -366,9 +366,68 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
 """)
 
+# DOC_PUT: ``RedisStore.doc_put`` (contract 8): replace the document, move it to the end of the index.
+#   KEYS: keys.doc(c, id), keys.doc_index(c), keys.doc_seq(c)
+#   ARGV: id, JSON, TTL ms (0: none)
+#   ->    1
+DOC_PUT = Script("doc_put", """
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
+return 1
+""")
+
+# DOC_DELETE: ``RedisStore.doc_delete``.
+#   KEYS: keys.doc(c, id), keys.doc_index(c) ; ARGV: id -> 1 if a live document was deleted, else 0
+DOC_DELETE = Script("doc_delete", """
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
+""")
+
+# DOC_INDEX: the ids of a collection in put order. KEYS: keys.doc_index(c) -> ids
+DOC_INDEX = Script("doc_index", "return redis.call('ZRANGE', KEYS[1], 0, -1)")
+
+# DOC_READ: documents by key. KEYS: keys.doc(c, id)... -> JSON or false (expired) for each
+DOC_READ = Script("doc_read", "return redis.call('MGET', unpack(KEYS))")
+
+# DOC_UNINDEX: forget ids whose documents expired. KEYS: keys.doc_index(c) ; ARGV: ids -> removed
+DOC_UNINDEX = Script("doc_unindex", "return redis.call('ZREM', KEYS[1], unpack(ARGV))")
+
+# COUNTERS_ADD: ``RedisStore.counters_add`` (contract 9): add every delta, unless a limited field
+# would pass its maximum.
+#   KEYS: keys.counters(name)
+#   ARGV: TTL ms (0: none), n, then n pairs (field, delta), then pairs (field, maximum)
+#   ->    {1, value of each delta field after} | {0, value of each delta field now}
+COUNTERS_ADD = Script("counters_add", """
+local n = tonumber(ARGV[2])
+local deltas = {}
+for i = 0, n - 1 do deltas[ARGV[3 + 2 * i]] = tonumber(ARGV[4 + 2 * i]) end
+local i = 3 + 2 * n
+while i < #ARGV do
+  local current = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if current + (deltas[ARGV[i]] or 0) > tonumber(ARGV[i + 1]) then
+    local out = {0}
+    for j = 0, n - 1 do out[#out + 1] = redis.call('HGET', KEYS[1], ARGV[3 + 2 * j]) or '0' end
+    return out
+  end
+  i = i + 2
+end
+local out = {1}
+for j = 0, n - 1 do out[#out + 1] = redis.call('HINCRBYFLOAT', KEYS[1], ARGV[3 + 2 * j], ARGV[4 + 2 * j]) end
+if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return out
+""")
+
+# COUNTERS_DROP: delete fields. KEYS: keys.counters(name) ; ARGV: fields -> removed
+COUNTERS_DROP = Script("counters_drop", "return redis.call('HDEL', KEYS[1], unpack(ARGV))")
+
 SCRIPTS = (
     RESERVE, SETTLE, COOL_DOWN, KEY_STATE, COMPACT_KEY, READ_HASH, KEY_FOOTPRINT, CACHE_COUNT, EVENTS_COUNT, CACHE_GET, CACHE_PUT,
     CACHE_INDEX_RANGE, CACHE_PEEK, CACHE_DROP, CACHE_TRIM, EVENTS_APPEND, EVENTS_READ, GET_CURSOR, ROLLUP_APPLY, ROLLUP_READ, CLAIM,
+    DOC_PUT, DOC_DELETE, DOC_INDEX, DOC_READ, DOC_UNINDEX, COUNTERS_ADD, COUNTERS_DROP,
 )
 
 # RedisStore methods that run hot scripts only (the transport bounds them itself: see

@@ -8,9 +8,10 @@ fails or times out, the store turns *degraded*:
 2. Calls on the request path (windows, health, cache) are answered by a per-process
    ``MemoryStore`` from then on, so limits hold per process, not across processes; requests
    never wait on the dead store. Usage events are buffered (up to ``max_pending`` of them).
-3. Background calls (roll-ups, compaction, warming, cache purge, history) and job claims raise
-   ``StoreUnavailable``: they retry on their next run (a claim must never be granted by two
-   stores at once).
+3. Background calls (roll-ups, compaction, warming, cache purge, history), job claims, and
+   documents and counters (clients, budgets, stored responses, batches: things that exist once)
+   raise ``StoreUnavailable``: jobs retry on their next run, request-path callers decide (a claim
+   must never be granted by two stores at once).
 4. A probe pings the primary every ``probe_interval`` seconds. When it answers, the buffered
    events are written to it, the store turns healthy again (one log line, ``on_state(False)``)
    and calls go to the primary again.
@@ -237,6 +238,36 @@ class ResilientStore:
 
     async def footprint(self, key_ids):
         return await self._strict("footprint", key_ids)
+
+    # ------------------------------------------------------------------ records: primary only
+
+    async def _shared(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Documents and counters exist once, in the shared store: while it is unreachable they
+        raise ``StoreUnavailable`` (the caller decides what that means), within ``timeout``."""
+        if self.degraded:
+            raise StoreUnavailable(f"runtime store {self.name} unavailable (degraded)")
+        return await self._primary(method, *args, **kwargs)
+
+    async def doc_put(self, collection: str, doc_id: str, doc: dict, **kwargs: Any) -> None:
+        return await self._shared("doc_put", collection, doc_id, doc, **kwargs)
+
+    async def doc_get(self, collection: str, doc_id: str, **kwargs: Any):
+        return await self._shared("doc_get", collection, doc_id, **kwargs)
+
+    async def doc_delete(self, collection: str, doc_id: str) -> bool:
+        return await self._shared("doc_delete", collection, doc_id)
+
+    async def doc_list(self, collection: str, **kwargs: Any):
+        return await self._strict("doc_list", collection, **kwargs)
+
+    async def counters_add(self, name: str, deltas: dict, **kwargs: Any):
+        return await self._shared("counters_add", name, deltas, **kwargs)
+
+    async def counters_get(self, name: str):
+        return await self._shared("counters_get", name)
+
+    async def counters_drop(self, name: str, fields) -> None:
+        return await self._shared("counters_drop", name, fields)
 
     # ------------------------------------------------------------------ lifecycle
 

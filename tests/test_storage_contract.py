@@ -357,3 +357,55 @@ def test_a_claim_has_one_holder_until_it_expires(storage_config):
         assert await store.claim("job-2", "worker", ttl=5, now=time.time()) == "web"
 
     run_with(storage_config, scenario)
+
+
+# ---------------------------------------------------------------------------------- documents and counters
+
+
+def test_documents_are_replaced_listed_in_put_order_deleted_and_expire(storage_config):
+    async def scenario(store):
+        now = time.time()
+        await store.doc_put("things", "a", {"n": 1, "tags": ["x"]}, now=now)
+        await store.doc_put("things", "b", {"n": 2}, now=now)
+        await store.doc_put("things", "short", {"n": 3}, ttl=0.3, now=now)
+        await store.doc_put("things", "a", {"n": 10}, now=now)  # replaced: moves to the end
+        await store.doc_put("others", "a", {"other": True}, now=now)
+        listed = await store.doc_list("things", now=now)
+        got = await store.doc_get("things", "a", now=now)
+        missing = await store.doc_get("things", "nope", now=now)
+        await asyncio.sleep(0.45)
+        later = time.time()
+        after_ttl = await store.doc_list("things", now=later), await store.doc_get("things", "short", now=later)
+        deleted = await store.doc_delete("things", "b"), await store.doc_delete("things", "b")
+        return listed, got, missing, after_ttl, deleted, await store.doc_list("things", now=later), await store.doc_get("others", "a", now=later)
+
+    listed, got, missing, (after_ttl, short), deleted, final, other = run_with(storage_config, scenario)
+    assert [d["n"] for d in listed] == [2, 3, 10]
+    assert got == {"n": 10} and missing is None
+    assert [d["n"] for d in after_ttl] == [2, 10] and short is None
+    assert deleted == (True, False)
+    assert final == [{"n": 10}] and other == {"other": True}
+
+
+def test_counters_add_atomically_within_limits(storage_config):
+    async def scenario(store):
+        results = await asyncio.gather(
+            *(store.counters_add("budget:c1", {"day": 1.5, "month": 1.5}, limits={"day": 10, "month": 100}) for _ in range(10))
+        )
+        values = await store.counters_get("budget:c1")
+        plain = await store.counters_add("progress", {"done": 2, "failed": 1})
+        more = await store.counters_add("progress", {"done": -1})
+        await store.counters_drop("budget:c1", ["month"])
+        dropped = await store.counters_get("budget:c1")
+        await store.counters_add("short", {"n": 1}, ttl=0.3)
+        await asyncio.sleep(0.45)
+        return results, values, plain, more, dropped, await store.counters_get("short"), await store.counters_get("never-written")
+
+    results, values, plain, more, dropped, expired, empty = run_with(storage_config, scenario)
+    assert sum(1 for applied, _ in results if applied) == 6  # 6 x 1.5 = 9 <= 10; a 7th would be 10.5
+    refused = [v for applied, v in results if not applied]
+    assert len(refused) == 4 and all(v["day"] == pytest.approx(9.0) for v in refused)
+    assert values["day"] == pytest.approx(9.0) and values["month"] == pytest.approx(9.0)
+    assert plain == (True, {"done": 2.0, "failed": 1.0}) and more == (True, {"done": 1.0})
+    assert "month" not in dropped and dropped["day"] == pytest.approx(9.0)
+    assert expired == {} and empty == {}
