@@ -27,7 +27,7 @@ import orjson
 from loguru import logger
 
 from adapters.base import Outcome, SSEEvent, UpstreamError, Usage
-from adapters.responses import (
+from adapters.responses_objects import (
     chat_finish_reason_to_status,
     chat_logprobs_to_response,
     chat_reasoning_text,
@@ -171,16 +171,16 @@ class ResponsesStream:
     response_id: str
     created_at: int
     previous_response_id: str | None = None
-    model: str = ""  # the hub's model name once a chunk names it; the request's until then
-    done: bool = False
-    _events: _Events = field(default_factory=_Events)
-    _output: list[dict] = field(default_factory=list)
-    _open: _Open | None = None
-    _calls: dict[int, int] = field(default_factory=dict)  # chat tool_calls index -> output index
-    _finish_reason: str | None = None
-    _chunk_usage: dict | None = None
-    _service_tier: str | None = None
-    _final: dict | None = None
+    model: str = field(default="", init=False)  # the hub's model once a chunk names it; the request's until then
+    done: bool = field(default=False, init=False)
+    _events: _Events = field(default_factory=_Events, init=False)
+    _output: list[dict] = field(default_factory=list, init=False)
+    _open: _Open | None = field(default=None, init=False)
+    _calls: dict[int, int] = field(default_factory=dict, init=False)  # chat tool_calls index -> output index
+    _finish_reason: str | None = field(default=None, init=False)
+    _chunk_usage: dict | None = field(default=None, init=False)
+    _service_tier: str | None = field(default=None, init=False)
+    _final: dict | None = field(default=None, init=False)
 
     @property
     def response(self) -> dict:

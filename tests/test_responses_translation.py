@@ -1,4 +1,4 @@
-"""The Responses API translators (``adapters.responses``, ``adapters.responses_stream``).
+"""The Responses API translators (``adapters.responses``, ``responses_objects``, ``responses_stream``).
 
 Requests are checked against tables of expected chat requests and expected errors, and fuzzed
 with hypothesis (any JSON gives a chat request or an ``AdapterError``, nothing else). Answers and
@@ -22,15 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.base import AdapterError, Outcome, SSEEvent, UpstreamError, Usage
-from adapters.responses import (
-    chat_completion_to_response,
-    input_items,
-    new_item_id,
-    replay_messages,
-    response_to_chat_messages,
-    response_usage,
-    responses_request_to_chat,
-)
+from adapters.responses import input_items, replay_messages, response_to_chat_messages, responses_request_to_chat
+from adapters.responses_objects import chat_completion_to_response, new_item_id, response_usage
 from adapters.responses_stream import NativeResponsesStream, ResponsesStream, response_to_events
 from streams import events_of
 
@@ -529,6 +522,8 @@ def test_cut_answers_are_incomplete(schemas_if_present, finish, reason):
     check(schemas_if_present, "Response", response)
     assert (response["status"], response["incomplete_details"], response["completed_at"]) == ("incomplete", {"reason": reason}, None)
     assert response["output"][0]["status"] == "incomplete"
+    cut_call = to_response(completion({"content": "Calling.", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a'}}]}, finish))
+    assert [item["status"] for item in cut_call["output"]] == ["completed", "incomplete"]  # the last item is the one cut
 
 
 def test_unknown_finish_reason_is_completed_with_a_warning(warnings_logged):
@@ -621,14 +616,19 @@ def test_hosted_tool_items_of_a_native_answer_are_skipped_when_replayed(warnings
 
 
 def test_input_items_have_ids_and_the_stored_shapes(schemas_if_present):
-    body = {"model": "m", "input": REQUESTS[4][1]["input"] + REQUESTS[2][1]["input"] + [{"type": "reasoning", "summary": []}]}
+    body = {
+        "model": "m",
+        "input": REQUESTS[4][1]["input"] + REQUESTS[2][1]["input"] + [{"type": "reasoning", "summary": []}, {"role": "assistant", "content": [{"type": "input_text", "text": "Ok"}]}],
+    }
     items = input_items(body)
     for stored in items:
         check(schemas_if_present, "ItemResource", stored)
     assert [(i["type"], i["id"][: i["id"].index("_")]) for i in items] == [
         ("message", "msg"), ("message", "msg"), ("function_call", "fc"), ("function_call", "fc"),
         ("function_call_output", "fco"), ("function_call_output", "fco"), ("function_call", "fc"), ("message", "msg"), ("reasoning", "rs"),
+        ("message", "msg"),
     ]
+    assert items[-1]["content"] == [{"type": "output_text", "text": "Ok", "annotations": [], "logprobs": []}]
     assert items[2]["id"] == "fc_1"  # ids the client gave are kept
     assert items[0]["content"] == [{"type": "input_text", "text": "Weather in Paris and AAPL?"}]
     assert items[1]["content"] == [{"type": "output_text", "text": "Looking both up.", "annotations": [], "logprobs": []}]
