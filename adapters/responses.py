@@ -441,6 +441,23 @@ def responses_request_to_chat(body: dict, *, history: Iterable[dict] = ()) -> di
     return chat
 
 
+# The Responses name of each chat field this module writes under another name, for errors a
+# provider adapter raises about the translated request (message paths are not mapped back).
+_CHAT_TO_RESPONSES_PARAM = {
+    "max_completion_tokens": "max_output_tokens",
+    "reasoning_effort": "reasoning.effort",
+    "response_format": "text.format",
+    "verbosity": "text.verbosity",
+    "logprobs": "top_logprobs",
+    "stream_options": "stream",
+}
+
+
+def responses_param_for(chat_param: str | None) -> str | None:
+    """The Responses request path to name in an error about chat parameter ``chat_param``."""
+    return _CHAT_TO_RESPONSES_PARAM.get(chat_param, chat_param) if chat_param else chat_param
+
+
 # ------------------------------------------------------------------ conversations and stored input
 
 _REPLAYABLE = ("message", "function_call", "function_call_output", "reasoning")

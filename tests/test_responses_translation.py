@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.base import AdapterError, Outcome, SSEEvent, UpstreamError, Usage
-from adapters.responses import input_items, replay_messages, response_to_chat_messages, responses_request_to_chat
+from adapters.responses import input_items, replay_messages, response_to_chat_messages, responses_param_for, responses_request_to_chat
 from adapters.responses_objects import chat_completion_to_response, new_item_id, response_usage
 from adapters.responses_stream import NativeResponsesStream, ResponsesStream, response_to_events
 from streams import events_of
@@ -310,6 +310,17 @@ def test_request_errors_name_the_parameter(body, param, code):
         assert param in caught.value.message
 
 
+def test_hub_errors_about_renamed_fields_name_the_responses_field():
+    from adapter_cases import target
+    from adapters import adapter_for
+
+    chat = responses_request_to_chat({"model": "m", "input": "x", "text": {"verbosity": "low"}, "reasoning": {"effort": "high"}})
+    with pytest.raises(AdapterError) as caught:
+        adapter_for("anthropic").build_chat(chat, target("anthropic"), stream=False)
+    assert responses_param_for(caught.value.param) in ("text.verbosity", "reasoning.effort")
+    assert responses_param_for("temperature") == "temperature" and responses_param_for(None) is None
+
+
 # Keys and values that steer random documents into the translation's deeper branches.
 KEYS = st.sampled_from(
     "model input instructions tools tool_choice text format reasoning effort type role content text image_url detail file_id "
@@ -528,7 +539,7 @@ def test_cut_answers_are_incomplete(schemas_if_present, finish, reason):
 
 def test_unknown_finish_reason_is_completed_with_a_warning(warnings_logged):
     assert to_response(completion({"content": "x"}, "end_of_world"))["status"] == "completed"
-    assert any("finish_reason" in str(record) for record in warnings_logged)
+    assert [record["extra"].get("finish_reason") for record in warnings_logged] == ["end_of_world"]
 
 
 def test_request_settings_are_echoed_as_openai_returns_them(schemas_if_present):
@@ -612,7 +623,7 @@ def test_a_stored_answer_replays_as_the_assistant_turn():
 def test_hosted_tool_items_of_a_native_answer_are_skipped_when_replayed(warnings_logged):
     native = {"output": [{"type": "web_search_call", "id": "ws_1", "status": "completed"}, {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Found it.", "annotations": [{"type": "url_citation"}]}]}]}
     assert response_to_chat_messages(native) == [{"role": "assistant", "content": "Found it."}]
-    assert any("cannot replay" in str(record) for record in warnings_logged)
+    assert [record["extra"].get("item_type") for record in warnings_logged] == ["web_search_call"]
 
 
 def test_input_items_have_ids_and_the_stored_shapes(schemas_if_present):
@@ -781,6 +792,19 @@ def test_parallel_tool_call_stream(schemas_if_present):
     done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
     assert [(d["name"], d["item_id"]) for d in done] == [("get_weather", weather["id"]), ("get_stock_price", stock["id"])]
     assert final["usage"] == {**RESPONSE_USAGE, "input_tokens": 149, "output_tokens": 60, "total_tokens": 209}
+
+
+def test_interleaved_tool_calls_keep_their_arguments_in_the_final_response(warnings_logged):
+    chunks = [
+        call_delta(0, '{"city":', call_id="call_a", name="get_weather"),
+        call_delta(1, '{"ticker":"AAPL"}', call_id="call_b", name="get_stock_price"),
+        call_delta(0, '"Paris"}'),  # late: call 0's item closed when call 1 began
+        chunk({}, "tool_calls"),
+    ]
+    stream, events = run_stream(chunks)
+    assert [c["arguments"] for c in stream.response["output"]] == ['{"city":"Paris"}', '{"ticker":"AAPL"}']
+    assert [e["arguments"] for e in events if e["type"] == "response.function_call_arguments.done"] == ['{"city":', '{"ticker":"AAPL"}']
+    assert [record["extra"].get("call_index") for record in warnings_logged] == [0]
 
 
 def test_finish_usage_wins_and_keeps_the_chunk_reasoning_tokens():
