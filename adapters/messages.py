@@ -490,7 +490,7 @@ def output_config(config: Any, where: str) -> dict:
     out = {}
     effort = config.get("effort")
     if effort is not None:
-        if effort not in EFFORTS:
+        if not isinstance(effort, str) or effort not in EFFORTS:
             raise AdapterError(f"{where}.effort must be one of {', '.join(EFFORTS)}.", param=f"{where}.effort", code="invalid_value")
         out["effort"] = EFFORTS[effort]
     response_format = output_format(config.get("format"), f"{where}.format")
