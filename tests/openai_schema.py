@@ -47,12 +47,16 @@ class OpenAISchemas:
         self._registry = Registry().with_resource(_BASE, Resource.from_contents(root, default_specification=DRAFT202012))
 
     @lru_cache(maxsize=None)
-    def validator(self, name: str) -> Draft202012Validator:
-        return Draft202012Validator({"$ref": f"{_BASE}#/components/schemas/{name}"}, registry=self._registry)
+    def validator(self, name: str, closed: bool = False) -> Draft202012Validator:
+        """``closed``: also refuse top-level fields the schema does not name (OpenAI rejects them)."""
+        schema: dict = {"$ref": f"{_BASE}#/components/schemas/{name}"}
+        if closed:
+            schema = {"allOf": [schema], "unevaluatedProperties": False}
+        return Draft202012Validator(schema, registry=self._registry)
 
-    def check(self, name: str, instance: Any) -> None:
+    def check(self, name: str, instance: Any, *, closed: bool = False) -> None:
         """Raise ``AssertionError`` listing every way ``instance`` breaks schema ``name``."""
-        errors = sorted(self.validator(name).iter_errors(instance), key=lambda e: list(e.path))
+        errors = sorted(self.validator(name, closed).iter_errors(instance), key=lambda e: list(e.path))
         if errors:
             lines = [f"{'/'.join(map(str, e.path)) or '(root)'}: {e.message[:300]}" for e in errors[:10]]
             raise AssertionError(f"not a valid {name}:\n" + "\n".join(lines))
