@@ -4,8 +4,9 @@ the translators exactly as ``app.dispatch`` drives them (``streams.replay``).
 Classes covered: streams that end early or carry non-JSON data must fail, never pass as
 complete; unreadable token counts make the usage unknown (flagged), never a traceback; error
 envelopes keep string-or-null fields whatever the upstream put there; Gemini 3 function calls
-streamed in ``partialArgs`` pieces assemble into whole calls; a Gemini stream of only usage is
-an empty completion answered from one upstream call.
+streamed in ``partialArgs`` pieces assemble into whole calls, streamed and unary; a Gemini
+stream (or answer) of only usage is an empty completion, and the stream sends a frame before it
+ends, so dispatch keeps it instead of calling another upstream.
 """
 
 from __future__ import annotations
@@ -391,3 +392,12 @@ def test_a_gemini_stream_of_only_usage_is_an_empty_completion(case, include_usag
     assert got.usage == ([{"prompt_tokens": 9, "completion_tokens": 0, "total_tokens": 9}] if include_usage else [])
     assert translator.usage.prompt_tokens == 9
 
+
+
+def test_a_gemini_answer_of_only_usage_is_an_empty_answer(schemas_if_present):
+    result = adapter_for("gemini").parse_chat(orjson.dumps({"usageMetadata": {"promptTokenCount": 9}, "modelVersion": "g"}), model="m")
+    body = orjson.loads(result.body)
+    if schemas_if_present:
+        schemas_if_present.check("CreateChatCompletionResponse", body)
+    [choice] = body["choices"]
+    assert (choice["message"]["content"], choice["finish_reason"], result.usage.prompt_tokens) == ("", "stop", 9)
