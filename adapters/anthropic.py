@@ -38,8 +38,13 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
     Usage,
+    UnreadableUsage,
+    count_in,
+    error_envelope,
     load_json,
+    load_json_event,
     parse_retry_after,
+    read_usage,
 )
 from adapters.params import OPENAI_ONLY, Handling, Param, apply_params, as_list, by_code, reject
 from adapters.shapes import (
@@ -127,12 +132,17 @@ def anthropic_stop_reason_to_finish_reason(reason: str | None) -> str:
 
 
 def anthropic_usage_to_usage(usage: Any) -> Usage | None:
-    """Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI's prompt includes them."""
-    if not isinstance(usage, dict):
+    """Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI's prompt includes them.
+
+    None when absent; ``UnreadableUsage`` (see ``adapters.base.read_usage``) for a count that is
+    not one, or a usage that is not an object."""
+    if usage is None:
         return None
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
-    return Usage(int(usage.get("input_tokens") or 0) + read + written, int(usage.get("output_tokens") or 0), read)
+    if not isinstance(usage, dict):
+        raise UnreadableUsage("usage")
+    read = count_in(usage, "cache_read_input_tokens")
+    written = count_in(usage, "cache_creation_input_tokens")
+    return Usage(count_in(usage, "input_tokens") + read + written, count_in(usage, "output_tokens"), read)
 
 
 def image_to_anthropic_block(image: Image) -> dict:
@@ -253,11 +263,13 @@ def messages_url(base_url: str) -> str:
 
 
 def anthropic_error(data: Any, status: int | None, headers: Mapping[str, str] | None = None, text: str = "") -> UpstreamError:
-    """An ``UpstreamError`` from Anthropic's ``{type: error, error: {type, message}}`` envelope."""
+    """An ``UpstreamError`` from Anthropic's ``{type: error, error: {type, message}}`` envelope
+    (an ``error`` that is a bare string is its message; odd field types, see ``error_envelope``)."""
     error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str):
+        error = {"message": error}
     error = error if isinstance(error, dict) else {}
     error_type = error.get("type")
-    message = str(error.get("message") or text or f"upstream answered HTTP {status}")
     known = ANTHROPIC_ERRORS.get(error_type) if isinstance(error_type, str) else None
     if known is None:
         if error_type is not None:
@@ -266,9 +278,9 @@ def anthropic_error(data: Any, status: int | None, headers: Mapping[str, str] | 
         openai_type, code = "upstream_error", None
     else:
         outcome, openai_type, code = known
-    envelope = {"error": {"message": message, "type": openai_type, "param": None, "code": code}}
+    envelope = error_envelope(error.get("message"), text or f"upstream answered HTTP {status}", error_type=openai_type, code=code)
     retry_after = parse_retry_after(headers) if headers is not None else None
-    return UpstreamError(outcome, status, message, retry_after, envelope)
+    return UpstreamError(outcome, status, envelope["error"]["message"], retry_after, envelope)
 
 
 # ------------------------------------------------------------------ the adapter
@@ -329,14 +341,14 @@ class AnthropicAdapter:
         if finish == "tool_calls" and not calls:
             finish = "stop"  # only respond_with_json was called: that is the answer
         refusal = refusal_text(data) if data.get("stop_reason") == "refusal" else None
-        usage = anthropic_usage_to_usage(data.get("usage"))
+        usage, unreadable = read_usage(anthropic_usage_to_usage, data.get("usage"))
         answer = completion(
             data.get("id") or new_id(),
             data.get("model") or model,
             [choice(0, "".join(texts) if texts else None, calls, finish, refusal)],
             usage_object(usage) if usage else None,
         )
-        return ChatResult(orjson.dumps(answer), usage)
+        return ChatResult(orjson.dumps(answer), usage, unreadable)
 
     def stream_translator(self, *, model: str, include_usage: bool) -> "AnthropicStream":
         return AnthropicStream(model=model, include_usage=include_usage)
@@ -399,6 +411,7 @@ class AnthropicStream:
         self.include_usage = include_usage
         self.state = AnthropicStreamState(ChunkHead(new_id(), model, now()))
         self.usage: Usage | None = None
+        self.usage_unreadable = False
         self.done = False
         self._handlers: dict[str, Callable[[dict], list[bytes]]] = {
             "message_start": self._message_start,
@@ -414,12 +427,7 @@ class AnthropicStream:
     def feed(self, event: SSEEvent) -> list[bytes]:
         if not event.data.strip():
             return []
-        try:
-            payload = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(Outcome.SERVER_ERROR, 200, f"malformed stream event: {event.data[:200]!r}") from None
-        if not isinstance(payload, dict):
-            raise UpstreamError(Outcome.SERVER_ERROR, 200, f"malformed stream event: {event.data[:200]!r}")
+        payload = load_json_event(event.data)
         kind = payload.get("type") or event.event
         handler = self._handlers.get(kind)
         if handler is None:
@@ -446,9 +454,15 @@ class AnthropicStream:
         return state.head.chunk(0, delta, finish_reason)
 
     def _take_usage(self, usage: Any) -> None:
-        if isinstance(usage, dict):
-            self.state.usage.update({k: v for k, v in usage.items() if v is not None})
-            self.usage = anthropic_usage_to_usage(self.state.usage)
+        """Anthropic spreads usage over ``message_start`` and ``message_delta``: the latest value
+        of each field counts, and the whole is unknown while any of them is unreadable."""
+        if usage is None:
+            return
+        if not isinstance(usage, dict):
+            self.usage, self.usage_unreadable = None, True
+            return
+        self.state.usage.update({k: v for k, v in usage.items() if v is not None})
+        self.usage, self.usage_unreadable = read_usage(anthropic_usage_to_usage, self.state.usage)
 
     def _message_start(self, payload: dict) -> list[bytes]:
         message = payload.get("message") if isinstance(payload.get("message"), dict) else {}

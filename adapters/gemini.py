@@ -14,14 +14,17 @@ Request (``build_chat``):
 - The key travels in the ``x-goog-api-key`` header, never in the URL, where logs would see it.
 
 Response: each candidate becomes a choice; text parts join into ``content`` (thought parts are
-left out), ``functionCall`` parts become ``tool_calls`` with generated ids. ``finishReason`` maps
-by ``gemini_finish_reason_to_finish_reason`` (``STOP`` with calls -> ``tool_calls``). A prompt
-blocked by ``promptFeedback.blockReason`` (no candidates) becomes a 200 answer with
+left out), ``functionCall`` parts become ``tool_calls`` with generated ids (Gemini 3 calls
+streamed in ``partialArgs`` pieces are assembled first: ``adapters.gemini_calls``).
+``finishReason`` maps by ``gemini_finish_reason_to_finish_reason`` (``STOP`` with calls ->
+``tool_calls``). A prompt blocked by ``promptFeedback.blockReason`` (no candidates) becomes a 200 answer with
 ``finish_reason: content_filter``, ``content: null`` and a ``refusal`` naming the block reason.
 A candidate's ``logprobsResult`` (asked for with ``logprobs`` / ``top_logprobs``) becomes the
 choice's ``logprobs`` (``gemini_logprobs_to_logprobs``); in streams, each chunk's own.
 Usage: prompt = ``promptTokenCount`` (+ tool-use prompt), completion = candidates + thoughts,
 cached = ``cachedContentTokenCount``. Streams repeat usage on every chunk: the last one counts.
+An answer or stream that carries only usage (no candidate content, no ``finishReason``) is a
+valid empty completion, finish reason ``stop`` (see ``GeminiStream``).
 """
 
 from __future__ import annotations
@@ -44,9 +47,16 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
     Usage,
+    UnreadableUsage,
+    count_in,
+    error_envelope,
     load_json,
+    load_json_event,
     parse_retry_after,
+    read_count,
+    read_usage,
 )
+from adapters.gemini_calls import CallAssembler
 from adapters.params import OPENAI_ONLY, Handling, Param, apply_params, as_list, by_code, ignore, reject, set_path
 from adapters.shapes import (
     ChunkHead,
@@ -61,7 +71,6 @@ from adapters.shapes import (
     now,
     requested_max_tokens,
     text_of,
-    tool_call,
     tool_call_arguments,
     usage_object,
 )
@@ -167,14 +176,19 @@ def gemini_finish_reason_to_finish_reason(reason: str | None, *, has_tool_calls:
     return found
 
 
-def gemini_usage_to_usage(meta: Any) -> tuple[Usage | None, int]:
-    """``(usage, reasoning tokens)`` from ``usageMetadata``; thoughts are billed as output."""
+def gemini_usage_to_usage(meta: Any) -> tuple[Usage, int] | None:
+    """``(usage, reasoning tokens)`` from ``usageMetadata``; thoughts are billed as output.
+
+    None when absent; ``UnreadableUsage`` (see ``adapters.base.read_usage``) for a count that is
+    not one, or a ``usageMetadata`` that is not an object."""
+    if meta is None:
+        return None
     if not isinstance(meta, dict):
-        return None, 0
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
-    completion_tokens = int(meta.get("candidatesTokenCount") or 0) + thoughts
-    return Usage(prompt, completion_tokens, int(meta.get("cachedContentTokenCount") or 0)), thoughts
+        raise UnreadableUsage("usageMetadata")
+    thoughts = count_in(meta, "thoughtsTokenCount")
+    prompt = count_in(meta, "promptTokenCount") + count_in(meta, "toolUsePromptTokenCount")
+    completion_tokens = count_in(meta, "candidatesTokenCount") + thoughts
+    return Usage(prompt, completion_tokens, count_in(meta, "cachedContentTokenCount")), thoughts
 
 
 def google_duration_to_seconds(value: Any) -> float | None:
@@ -380,15 +394,18 @@ def model_url(base_url: str, model: str, method: str) -> str:
 
 
 def google_error(data: Any, status: int | None, headers: Mapping[str, str] | None = None, text: str = "") -> UpstreamError:
-    """An ``UpstreamError`` from Google's ``{"error": {"code", "message", "status", "details"}}``."""
+    """An ``UpstreamError`` from Google's ``{"error": {"code", "message", "status", "details"}}``
+    (odd field types, see ``error_envelope``)."""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(data, list) and data and isinstance(data[0], dict):  # some endpoints wrap it in a list
         error = data[0].get("error")
+    if isinstance(error, str):
+        error = {"message": error}
     error = error if isinstance(error, dict) else {}
     state = error.get("status")
-    status = status or (error.get("code") if isinstance(error.get("code"), int) else None)
-    message = str(error.get("message") or text or f"upstream answered HTTP {status}")
-    details = [d for d in error.get("details") or [] if isinstance(d, dict)]
+    code = error.get("code")
+    status = status or (code if type(code) is int and 100 <= code <= 599 else None)
+    details = [d for d in error.get("details") if isinstance(d, dict)] if isinstance(error.get("details"), list) else []
     known = GOOGLE_STATUSES.get(state) if isinstance(state, str) else None
     if known is None:
         if state is not None:
@@ -402,9 +419,10 @@ def google_error(data: Any, status: int | None, headers: Mapping[str, str] | Non
     if retry_after is None:
         delays = [google_duration_to_seconds(d.get("retryDelay")) for d in details if "retryDelay" in d]
         retry_after = next((d for d in delays if d is not None), None)
-    code = state.lower() if isinstance(state, str) else None
-    envelope = {"error": {"message": message, "type": openai_type, "param": None, "code": code}}
-    return UpstreamError(outcome, status, message, retry_after, envelope)
+    envelope = error_envelope(
+        error.get("message"), text or f"upstream answered HTTP {status}", error_type=openai_type, code=state.lower() if isinstance(state, str) else None
+    )
+    return UpstreamError(outcome, status, envelope["error"]["message"], retry_after, envelope)
 
 
 # ------------------------------------------------------------------ candidates -> choices
@@ -413,19 +431,22 @@ def google_error(data: Any, status: int | None, headers: Mapping[str, str] | Non
 @dataclass(slots=True)
 class CandidateParts:
     text: list[str] = field(default_factory=list)
-    calls: list[dict] = field(default_factory=list)  # OpenAI tool_calls entries
+    calls: list[dict] = field(default_factory=list)  # OpenAI tool_calls entries completed by these parts
+    any_parts: bool = False  # the candidate had content parts (of any kind, thoughts included)
 
 
-def candidate_parts(candidate: dict) -> CandidateParts:
-    """Answer text (thoughts left out) and function calls of one candidate."""
+def candidate_parts(candidate: dict, calls: CallAssembler) -> CandidateParts:
+    """Answer text (thoughts left out) and the function calls ``calls`` completes with this
+    candidate's parts (the assembler keeps a call streamed in pieces until it is whole)."""
     out = CandidateParts()
     content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
-    for part in content.get("parts") or []:
+    parts = content.get("parts") if isinstance(content.get("parts"), list) else []
+    out.any_parts = bool(parts)
+    for part in parts:
         if not isinstance(part, dict) or part.get("thought") is True:
             continue
         if isinstance(part.get("functionCall"), dict):
-            call = part["functionCall"]
-            out.calls.append(tool_call(call.get("id") or new_id("call_"), call.get("name") or "", call.get("args") or {}))
+            out.calls.extend(calls.add(part["functionCall"]))
         elif isinstance(part.get("text"), str):
             if part["text"]:
                 out.text.append(part["text"])
@@ -515,24 +536,30 @@ class GeminiAdapter:
         if candidates:
             choices = []
             for position, candidate in enumerate(candidates):
-                parts = candidate_parts(candidate)
+                calls = CallAssembler()
+                parts = candidate_parts(candidate, calls)
+                parts.calls.extend(calls.close())
                 finish = gemini_finish_reason_to_finish_reason(candidate.get("finishReason"), has_tool_calls=bool(parts.calls))
                 content = "".join(parts.text) if parts.text else None
                 logprobs = gemini_logprobs_to_logprobs(candidate.get("logprobsResult"))
                 choices.append(choice(candidate.get("index", position), content, parts.calls, finish, logprobs=logprobs))
         else:
             refusal = blocked_prompt_refusal(data)
-            if refusal is None:
-                raise UpstreamError(Outcome.SERVER_ERROR, 200, "Gemini answered with no candidates and no block reason")
-            choices = [choice(0, None, [], "content_filter", refusal)]
-        usage, reasoning = gemini_usage_to_usage(data.get("usageMetadata"))
+            if refusal is not None:
+                choices = [choice(0, None, [], "content_filter", refusal)]
+            elif data.get("usageMetadata") is not None:
+                choices = [choice(0, "", [], "stop")]  # only usage: an empty answer, as in streams
+            else:
+                raise UpstreamError(Outcome.SERVER_ERROR, 200, "Gemini answered with no candidates, no block reason and no usage")
+        read, unreadable = read_usage(gemini_usage_to_usage, data.get("usageMetadata"))
+        usage, reasoning = read or (None, 0)
         answer = completion(
             data.get("responseId") or new_id(),
             data.get("modelVersion") or model,
             choices,
             usage_object(usage, reasoning) if usage else None,
         )
-        return ChatResult(orjson.dumps(answer), usage)
+        return ChatResult(orjson.dumps(answer), usage, unreadable)
 
     def stream_translator(self, *, model: str, include_usage: bool) -> "GeminiStream":
         return GeminiStream(model=model, include_usage=include_usage)
@@ -560,11 +587,13 @@ class GeminiAdapter:
             raise UpstreamError(Outcome.SERVER_ERROR, 200, "upstream sent JSON that is not a batchEmbedContents response")
         vectors = [e.get("values") or [] for e in embeddings if isinstance(e, dict)]
         meta = data.get("usageMetadata") if isinstance(data.get("usageMetadata"), dict) else {}
-        tokens = meta.get("promptTokenCount")
+        reported = meta.get("promptTokenCount")
+        tokens = read_count(reported) if reported is not None else None
+        unreadable = reported is not None and tokens is None
         if tokens is None:  # batchEmbedContents reports no usage: estimate as for window reservations
             tokens = sum(max(1, len(text) // 4) for text in embedding_texts(request.get("input")))
-        answer = embeddings_list(model, vectors, int(tokens), request.get("encoding_format"))
-        return ChatResult(orjson.dumps(answer), Usage(int(tokens), 0))
+        answer = embeddings_list(model, vectors, tokens, request.get("encoding_format"))
+        return ChatResult(orjson.dumps(answer), None if unreadable else Usage(tokens, 0), unreadable)
 
 
 def embedding_texts(value: Any) -> list[str]:
@@ -582,6 +611,7 @@ class CandidateState:
     role_sent: bool = False
     tool_calls: int = 0
     finished: bool = False
+    calls: CallAssembler = field(default_factory=CallAssembler)
 
 
 @dataclass(slots=True)
@@ -590,40 +620,45 @@ class GeminiStreamState:
     candidates: dict[int, CandidateState] = field(default_factory=dict)
     blocked: bool = False
     reasoning_tokens: int = 0
+    content_seen: bool = False  # some candidate had content parts
+    usage_seen: bool = False  # some chunk had usageMetadata (readable or not)
 
 
 class GeminiStream:
     """Gemini ``alt=sse`` chunks -> OpenAI ``chat.completion.chunk`` frames (see ``StreamTranslator``).
 
-    Each chunk is a whole ``GenerateContentResponse``: new text, whole function calls (sent as one
-    tool-call delta with complete arguments), and on the last one ``finishReason``. Usage repeats,
-    cumulative, on every chunk; the last seen is the usage. The stream has no end event: it ends
-    with the HTTP body, and one that ends before any ``finishReason`` is a broken stream.
+    Each chunk is a whole ``GenerateContentResponse``: new text, function calls (each sent as one
+    tool-call delta with complete arguments, once whole: Gemini 3 streams a call's arguments in
+    ``partialArgs`` pieces, see ``adapters.gemini_calls``), and on the last one ``finishReason``.
+    Usage repeats, cumulative, on every chunk; the last seen is the usage. The stream has no end
+    event: it ends with the HTTP body, and one that ends before any ``finishReason`` is a broken
+    stream, unless it carried only usage (no candidate content at all): that is an empty
+    completion, finish reason ``stop``. Its role chunk is sent as soon as a usage-only chunk
+    arrives with nothing sent yet, because dispatch keeps an upstream only once a frame exists
+    (a stream with no frame at all is retried elsewhere).
     """
 
     def __init__(self, *, model: str, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.state = GeminiStreamState(ChunkHead(new_id(), model, now()))
         self.usage: Usage | None = None
+        self.usage_unreadable = False
         self.done = False
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         if not event.data.strip():
             return []
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(Outcome.SERVER_ERROR, 200, f"malformed stream event: {event.data[:200]!r}") from None
-        if not isinstance(data, dict):
-            raise UpstreamError(Outcome.SERVER_ERROR, 200, f"malformed stream event: {event.data[:200]!r}")
+        data = load_json_event(event.data)
         if "error" in data and "candidates" not in data:
             raise google_error(data, None)
         state = self.state
         if not state.candidates and not state.blocked:
             state.head.id = data.get("responseId") or state.head.id
             state.head.model = data.get("modelVersion") or state.head.model
-        if data.get("usageMetadata"):
-            self.usage, state.reasoning_tokens = gemini_usage_to_usage(data["usageMetadata"])
+        if data.get("usageMetadata") is not None:
+            state.usage_seen = True
+            read, self.usage_unreadable = read_usage(gemini_usage_to_usage, data["usageMetadata"])
+            self.usage, state.reasoning_tokens = read or (None, 0)
         frames: list[bytes] = []
         candidates = [c for c in data.get("candidates") or [] if isinstance(c, dict)]
         for position, candidate in enumerate(candidates):
@@ -632,15 +667,27 @@ class GeminiStream:
             refusal = blocked_prompt_refusal(data)
             if refusal is not None:
                 state.blocked = True
-                frames.append(state.head.chunk(0, {"role": "assistant", "content": None, "refusal": refusal}))
+                first = state.candidates.setdefault(0, CandidateState())
+                delta = {"content": None, "refusal": refusal} if first.role_sent else {"role": "assistant", "content": None, "refusal": refusal}
+                first.role_sent = True
+                frames.append(state.head.chunk(0, delta))
                 frames.append(state.head.chunk(0, {}, "content_filter"))
+        if not frames and state.usage_seen and not state.content_seen and not state.blocked:
+            first = state.candidates.setdefault(0, CandidateState())
+            if not first.role_sent:  # so far, a stream of only usage: commit to it (see the docstring)
+                first.role_sent = True
+                frames.append(state.head.chunk(0, {"role": "assistant", "content": ""}))
         return frames
 
     def _candidate(self, index: int, candidate: dict) -> list[bytes]:
         state = self.state.candidates.setdefault(index, CandidateState())
         if state.finished:
             return []
-        parts = candidate_parts(candidate)
+        parts = candidate_parts(candidate, state.calls)
+        self.state.content_seen |= parts.any_parts
+        reason = candidate.get("finishReason")
+        if reason:
+            parts.calls.extend(state.calls.close())
         delta: dict[str, Any] = {}
         if parts.text:
             delta["content"] = "".join(parts.text)
@@ -656,7 +703,6 @@ class GeminiStream:
                 delta = {"role": "assistant", **delta}
             frames.append(self.state.head.chunk(index, delta, logprobs=logprobs))
             logprobs = None
-        reason = candidate.get("finishReason")
         if reason:
             state.finished = True
             delta = {} if state.role_sent else {"role": "assistant", "content": ""}
@@ -667,10 +713,15 @@ class GeminiStream:
 
     def finish(self) -> list[bytes]:
         state = self.state
-        if not state.blocked and not any(c.finished for c in state.candidates.values()):
-            raise UpstreamError(Outcome.SERVER_ERROR, None, "the Gemini stream ended before a finishReason")
-        self.done = True
         frames = []
+        if not state.blocked and not any(c.finished for c in state.candidates.values()):
+            if state.content_seen or not state.usage_seen:
+                raise UpstreamError(Outcome.SERVER_ERROR, None, "the Gemini stream ended before a finishReason")
+            # Only usage came: an empty completion (its role chunk normally went out from feed()).
+            first = state.candidates.setdefault(0, CandidateState())
+            frames.append(state.head.chunk(0, {} if first.role_sent else {"role": "assistant", "content": ""}, "stop"))
+            first.role_sent = first.finished = True
+        self.done = True
         if self.include_usage and self.usage is not None:
             frames.append(state.head.usage_chunk(usage_object(self.usage, state.reasoning_tokens)))
         frames.append(DONE_FRAME)

@@ -8,7 +8,32 @@ Embeddings pass through the same way (``/embeddings``).
 
 ``openai``: responses pass through byte for byte. Streams pass through frame by frame, except
 usage: the translator takes it from whichever chunk carries it and gives it to the client once,
-in a final ``choices: []`` chunk, and only if the client asked for it.
+in a final ``choices: []`` chunk, and only if the client asked for it (and could read it: an
+unreadable usage is unknown, see ``adapters.base``, and is not relayed).
+
+When a stream is complete (the rule ``finish()`` enforces; anything else is a broken stream,
+``UpstreamError(SERVER_ERROR)``, which the client sees as an error frame, never as ``[DONE]``):
+
+- ``openai`` must end with ``data: [DONE]``. OpenAI always sends it; a stream that closes
+  without it was cut, even after a ``finish_reason`` (a proxy or load balancer can drop the
+  tail, usage included).
+- ``custom`` ends with ``[DONE]``, or, for servers that leave it out and just close, once every
+  choice that appeared has sent a ``finish_reason`` AND a usage was seen (the gateway always
+  asks for usage, and a server can only count it once generation is over). A finish reason
+  alone is not enough: the usage chunk after it is exactly what a cut stream loses.
+
+Every data line is JSON or the stream fails with ``UpstreamError`` quoting its start. The
+``openai`` fast path does not parse frames it forwards untouched (no ``"usage"``/``"error"`` in
+them); instead it checks that a frame is one line that starts with ``{`` and ends with ``}`` and
+parses any frame that is not. That catches what breaks streams in practice (a word, an HTML
+error page, a frame cut short, two frames run together, a JSON string) but not damage inside a
+frame that keeps both braces (a serializer bug, not a transport fault). Measured per frame, a
+230-byte content chunk, ``timeit`` best of 30 on a shared 2-core machine: the marker scan as one
+compiled regex 0.27 us (the ``any()`` over two markers it replaces cost 0.70 us), the framing
+check 0.22 us, ``orjson.loads`` 0.58 us; the whole fast-path ``feed`` went from 0.89 us to
+0.75 us, where parsing every frame would cost 1.0 us. ``custom`` parses every frame (it needs
+each choice's finish reason, and its repairs need the parsed chunk anyway): 1.45 us a frame,
+against 1.9 us for the six-marker scan it replaces.
 
 ``custom`` servers (vLLM, Ollama, llama.cpp, Groq, OpenRouter...) often deviate a little; their
 answers are repaired where the OpenAI shape needs it (``repair_completion``, ``CustomStream``):
@@ -35,8 +60,11 @@ from adapters.base import (
     UpstreamError,
     UpstreamRequest,
     Usage,
+    error_envelope,
+    load_json_event,
     parse_retry_after,
     load_json,
+    read_usage,
     usage_from_openai,
 )
 from adapters.shapes import new_id, now
@@ -64,20 +92,14 @@ def parse_go_duration(value: str | None) -> float | None:
 
 
 def openai_envelope(data: object, fallback_message: str) -> dict:
-    """An OpenAI error envelope from whatever the upstream sent, with all four fields present."""
+    """An OpenAI error envelope from whatever the upstream sent, with all four fields present
+    and each a string or None (``adapters.base.error_envelope``)."""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, str):
         error = {"message": error}
     if not isinstance(error, dict):
         error = {}
-    return {
-        "error": {
-            "message": str(error.get("message") or fallback_message),
-            "type": error.get("type") or "upstream_error",
-            "param": error.get("param"),
-            "code": error.get("code"),
-        }
-    }
+    return error_envelope(error.get("message"), fallback_message, error_type=error.get("type"), param=error.get("param"), code=error.get("code"))
 
 
 class OpenAIAdapter:
@@ -110,9 +132,15 @@ class OpenAIAdapter:
         data = load_json(body, "a response")
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamError(Outcome.SERVER_ERROR, 200, "upstream sent JSON that is not a chat completion")
-        if self._repair and repair_completion(data, model):
-            body = orjson.dumps(data)
-        return ChatResult(body, usage_from_openai(data.get("usage")))
+        usage, unreadable = read_usage(usage_from_openai, data.get("usage"))
+        if self._repair:
+            changed = repair_completion(data, model)
+            if unreadable and "usage" in data:
+                del data["usage"]  # counts OpenAI clients cannot read: unknown, as in streams
+                changed = True
+            if changed:
+                body = orjson.dumps(data)
+        return ChatResult(body, usage, unreadable)
 
     def stream_translator(self, *, model: str, include_usage: bool) -> "OpenAIStream":
         stream_class = CustomStream if self._repair else OpenAIStream
@@ -127,7 +155,8 @@ class OpenAIAdapter:
         data = load_json(body, "an embeddings response")
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise UpstreamError(Outcome.SERVER_ERROR, 200, "upstream sent JSON that is not an embeddings list")
-        return ChatResult(body, usage_from_openai(data.get("usage")))
+        usage, unreadable = read_usage(usage_from_openai, data.get("usage"))
+        return ChatResult(body, usage, unreadable)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         try:
@@ -147,33 +176,38 @@ class OpenAIAdapter:
 class OpenAIStream:
     """Per-stream state for an OpenAI-compatible upstream (see the module docstring)."""
 
-    __slots__ = ("include_usage", "model", "usage", "done", "_usage_raw", "_head")
-    # Frames containing none of these are forwarded untouched once the stream's head is known.
-    _needs_parsing: tuple[bytes, ...] = (b'"usage"', b'"error"')
+    __slots__ = ("include_usage", "model", "usage", "usage_unreadable", "done", "_usage_raw", "_head")
+    # Frames matching neither are forwarded untouched once the stream's head is known (None:
+    # every frame is parsed).
+    _needs_parsing: re.Pattern | None = re.compile(rb'"usage"|"error"')
 
     def __init__(self, *, model: str, include_usage: bool) -> None:
         self.include_usage = include_usage
         self.model = model
         self.usage: Usage | None = None
+        self.usage_unreadable = False
         self.done = False
-        self._usage_raw: dict | None = None
+        self._usage_raw: dict | None = None  # the readable usage, re-sent by finish()
         self._head: dict | None = None  # id / created / model of the stream, for the usage chunk
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = event.data
+        needs_parsing = self._needs_parsing
+        if (
+            needs_parsing is not None
+            and self._head is not None
+            and data[:1] == b"{"
+            and data[-1:] == b"}"
+            and b"\n" not in data  # several data: lines joined: parse to tell JSON from frames run together
+            and needs_parsing.search(data) is None
+        ):
+            return [b"data: " + data + b"\n\n"]  # the common case: forward the frame untouched
         if data == b"[DONE]":
             self.done = True
             return []
         if not data.strip():
             return []
-        if self._head is not None and not any(marker in data for marker in self._needs_parsing):
-            return [b"data: " + data + b"\n\n"]  # the common case: forward the frame untouched
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(Outcome.SERVER_ERROR, 200, f"malformed stream event: {data[:200]!r}") from None
-        if not isinstance(chunk, dict):
-            raise UpstreamError(Outcome.SERVER_ERROR, 200, f"malformed stream event: {data[:200]!r}")
+        chunk = load_json_event(data)
         if "error" in chunk and "choices" not in chunk:
             envelope = openai_envelope(chunk, "upstream stream error")
             raise UpstreamError(Outcome.SERVER_ERROR, None, envelope["error"]["message"], None, envelope)
@@ -187,8 +221,8 @@ class OpenAIStream:
                 self._head["system_fingerprint"] = chunk["system_fingerprint"]
         usage = chunk.get("usage")
         if usage:
-            self._usage_raw = usage
-            self.usage = usage_from_openai(usage)
+            self.usage, self.usage_unreadable = read_usage(usage_from_openai, usage)
+            self._usage_raw = None if self.usage_unreadable else usage
         repaired = self._repair(chunk)
         if not chunk.get("choices"):
             return []  # a usage-only chunk: re-sent by finish() if the client asked
@@ -201,7 +235,13 @@ class OpenAIStream:
         """Fix a parsed chunk in place; True if anything changed. OpenAI needs no repairs."""
         return False
 
+    def _ended_without_done(self) -> bool:
+        """May a stream that closed without ``[DONE]`` count as complete? Never for OpenAI."""
+        return False
+
     def finish(self) -> list[bytes]:
+        if not self.done and not self._ended_without_done():
+            raise UpstreamError(Outcome.SERVER_ERROR, None, "the upstream stream ended before data: [DONE]")
         frames = []
         if self.include_usage and self._usage_raw is not None:
             head = self._head or {"id": "chatcmpl-coo", "created": 0, "model": self.model}
@@ -277,16 +317,25 @@ class CustomStream(OpenAIStream):
     is removed (clients concatenate them), a missing ``index`` is recovered from the ``id`` (or
     the call in progress), and object arguments become a JSON string. A ``null`` delta, choices
     or tool-call list and an empty ``finish_reason`` become what OpenAI would send.
+
+    Every frame is parsed: which choices appeared and which finished decides whether a stream
+    that closed without ``[DONE]`` is complete (the module docstring has the rule).
     """
 
-    __slots__ = ("_ids", "_started", "_current")
-    _needs_parsing = (b'"usage"', b'"error"', b'"tool_calls"', b'"finish_reason":""', b'"delta":null', b'"choices":null')
+    __slots__ = ("_ids", "_started", "_current", "_choices", "_finished")
+    _needs_parsing = None
 
     def __init__(self, *, model: str, include_usage: bool) -> None:
         super().__init__(model=model, include_usage=include_usage)
         self._ids: dict[tuple[int, str], int] = {}  # (choice, call id) -> tool-call index
         self._started: set[tuple[int, int]] = set()  # (choice, tool-call index) already announced
         self._current: dict[int, int] = {}  # choice -> index of the call being streamed
+        self._choices: set = set()  # choice indexes seen
+        self._finished: set = set()  # choice indexes that sent a finish_reason
+
+    def _ended_without_done(self) -> bool:
+        usage_seen = self.usage is not None or self.usage_unreadable
+        return usage_seen and bool(self._choices) and self._choices <= self._finished
 
     def _repair(self, chunk: dict) -> bool:
         changed = False
@@ -299,6 +348,11 @@ class CustomStream(OpenAIStream):
             if choice.get("finish_reason") == "":
                 choice["finish_reason"] = None
                 changed = True
+            index = choice.get("index", position)
+            index = index if isinstance(index, int) else position
+            self._choices.add(index)
+            if choice.get("finish_reason"):
+                self._finished.add(index)
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 choice["delta"] = {}

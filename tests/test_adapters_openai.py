@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 
 from adapter_cases import sent, target, written
-from adapters.base import SSEEvent
+from adapters.base import SSEEvent, UpstreamError
 from adapters.openai import OpenAIAdapter
 from streams import assemble, chunks_of, events_of, replay
 
@@ -44,9 +45,13 @@ def test_custom_stream_repairs(schemas_if_present):
 
 
 def test_without_repairs_the_same_stream_would_break_clients():
-    chunks = chunks_of(replay(OPENAI.stream_translator(model="m", include_usage=False), events_of(written("custom/deviant_stream.sse"))))
+    translator = OPENAI.stream_translator(model="m", include_usage=False)
+    frames = [piece for event in events_of(written("custom/deviant_stream.sse")) for piece in translator.feed(event)]
+    chunks = chunks_of(frames + [b"data: [DONE]\n\n"])
     got_ids = [tc.get("id") for c in chunks for ch in c["choices"] for tc in (ch["delta"].get("tool_calls") or [])]
     assert got_ids.count("call_w1") == 2  # what the custom repairs remove
+    with pytest.raises(UpstreamError, match=r"\[DONE\]"):
+        translator.finish()  # and the openai type, unlike custom, insists on [DONE]
 
 
 def test_custom_response_repairs(schemas_if_present):

@@ -43,6 +43,7 @@ def providers_for(kind: str, url: str) -> list[dict]:
         provider(f"{kind}-rl", base, [f"{kind}-rl-1", f"{kind}-rl-2"], type=kind, models=[f"rl-{kind}"]),
         provider(f"{kind}-5xx", base, [f"{kind}-5xx-1", f"{kind}-5xx-2"], type=kind, models=[f"err-{kind}"]),
         provider(f"{kind}-solo", base, [f"{kind}-solo-1"], type=kind, models=[f"solo-{kind}"]),
+        provider(f"{kind}-odd", base, [f"{kind}-odd-1"], type=kind, models=[f"odd-{kind}"]),  # one test each, streams that end oddly
     ]
     if kind in EMBEDDING_TYPES:
         out.append(provider(f"{kind}-emb5xx", base, [f"{kind}-emb5xx-1", f"{kind}-emb5xx-2"], type=kind, models=[f"emb5xx-{kind}"]))
@@ -443,3 +444,26 @@ def test_anthropic_error_event_before_any_content_fails_over(client, fake):
     chunks, text = collect(client.chat.completions.create(model="err-anthropic", messages=[user("x")], stream=True))
     assert text == "echo: x"
     assert (fake.count("anthropic-5xx-1"), fake.count("anthropic-5xx-2")) == (1, 1)
+
+
+# ------------------------------------------------------------------ streams that end oddly
+
+
+def test_an_openai_stream_cut_before_done_ends_with_an_error_frame(gw, fake):
+    head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    cut = b"".join(b"data: " + orjson.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + b"\n\n"
+                   for delta, finish in (({"role": "assistant", "content": "half an answer"}, None), ({}, "stop")))
+    fake.script("openai-odd-1", Step(raw=cut))
+    frames = raw_stream(gw, "odd-openai")
+    assert "half an answer" in frames[0] and "data: [DONE]" not in frames
+    assert set(json.loads(frames[-1][len("data: "):])) == {"error"}
+
+
+def test_a_gemini_stream_of_only_usage_is_an_empty_answer_from_one_call(client, fake):
+    usage_only = b'data: {"usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9}, "modelVersion": "g"}\r\n\r\n'
+    fake.script("gemini-odd-1", Step(raw=usage_only))
+    chunks, text = collect(client.chat.completions.create(model="odd-gemini", messages=[user("x")], stream=True,
+                                                          stream_options={"include_usage": True}))
+    assert text == "" and [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage.prompt_tokens == 9
+    assert fake.count("gemini-odd-1") == 1

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from adapters import adapter_for
+from adapters.base import SSEEvent
 from balancer.health import Outcome
 from streams import assemble, chunks_of, events_of, replay
 
@@ -136,6 +137,15 @@ def readers(expect: Expect) -> list[str]:
 CASES = [(name, kind) for name, expect in EXPECTED.items() for kind in readers(expect)]
 
 
+def wire_events(name: str, raw: bytes, expect: Expect) -> list[SSEEvent]:
+    """The fixture's events as they came over the wire. vercel/ai's JSON-per-line captures
+    dropped OpenAI's closing ``data: [DONE]`` (see shared/fixtures/README.md); the wire had it,
+    and the ``openai`` type treats a stream without it as cut, so it is put back."""
+    captured = name.endswith(".chunks.txt")
+    events = events_of(raw, json_lines=captured)
+    return events + [SSEEvent(b"[DONE]")] if captured and expect.provider == "openai" else events
+
+
 def check_text(actual: str | None, expected: str | None) -> None:
     if expected is not None and expected.endswith("..."):
         assert actual is not None and actual.startswith(expected[:-3])
@@ -179,9 +189,8 @@ def test_fixture_translates_to_the_openai_shape(shared_dir, openai_schemas, name
         check_usage(body["usage"], expect)
         assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.cached_tokens) == expect.usage
         return
-    events = events_of(raw, json_lines=name.endswith(".chunks.txt"))
     translator = adapter.stream_translator(model="client-model", include_usage=True)
-    chunks = chunks_of(replay(translator, events))
+    chunks = chunks_of(replay(translator, wire_events(name, raw, expect)))
     for chunk in chunks:
         openai_schemas.check("CreateChatCompletionStreamResponse", chunk)
     assert len({c["id"] for c in chunks}) == 1, "every chunk of one stream shares its id"
@@ -202,6 +211,6 @@ def test_fixture_stream_without_include_usage_sends_no_usage(shared_dir, name):
     expect = EXPECTED[name]
     raw = (shared_dir / "fixtures" / name).read_bytes()
     translator = adapter_for(expect.provider).stream_translator(model="m", include_usage=False)
-    chunks = chunks_of(replay(translator, events_of(raw, json_lines=name.endswith(".chunks.txt"))))
+    chunks = chunks_of(replay(translator, wire_events(name, raw, expect)))
     assert all(not c.get("usage") for c in chunks) and all(c["choices"] for c in chunks)
     assert translator.usage is not None, "the gateway still reads usage for its own accounting"
