@@ -239,6 +239,8 @@ class Service:
         if response.status >= 300:
             raise adapter.parse_error(response.status, response.headers, response.body)
         result = plan.call.endpoint.parse(plan.call, adapter, response.body)
+        if result.usage_unreadable:
+            self._unreadable_usage(lease, record)
         await self._settle(lease, record, Outcome.SUCCESS, spent=result.usage or spent_estimate(lease), latency=latency)
         body = self.redactor.scrub_bytes(result.body)  # an upstream may echo a key even in an answer
         return result if body is result.body else replace(result, body=body)
@@ -299,6 +301,12 @@ class Service:
                 detail=failure.message[:300],
                 cooldown_s=round(rest, 3),
             )
+
+    @staticmethod
+    def _unreadable_usage(lease: Lease, record: RequestRecord) -> None:
+        """The upstream's usage could not be read: charge the estimate, say so once, count it."""
+        metrics.child(metrics.UNREADABLE_USAGE, lease.target.provider_id).inc()
+        logger.warning("unreadable usage in the upstream answer: the reserved estimate is charged", request_id=record.request_id, provider=lease.target.provider_id, key_id=lease.key.label)
 
     def _cost(self, target: Target, spent: Usage) -> float | None:
         """``spent`` at the target's price; None (a metric, and one warning per model) when unknown."""
@@ -481,6 +489,8 @@ class Relay:
         try:
             if self.lease is not None:
                 self._upstream.close()
+                if self._translator.usage_unreadable:
+                    self._service._unreadable_usage(self.lease, record)
                 failure = self._failure
                 await self._service._settle(
                     self.lease, record, failure.outcome if failure else Outcome.SUCCESS,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import openai
 import pytest
 
 from conftest import openai_client
 from fakeupstream import Step
 from gateway import config, provider
+from prom import metric_value
 from servers import free_port
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -139,11 +141,22 @@ def test_allowed_providers_filter_a_fallback_group(gw, fake):
 
 
 def test_an_unreadable_answer_fails_over_and_frees_the_key(client, fake):
-    garbled = Step(body={"id": "x", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": "lots"}})
-    fake.script("n1", garbled)
+    fake.script("n1", Step(raw=b"<html>502 Bad Gateway</html>"))
     served = ask(client, "gpt-garbled")
     assert served.headers["x-coo-llm-key"] == "garbled#2" and served.headers["x-coo-llm-attempts"] == "2"
     assert fake.calls == {"n1": 1, "n2": 1}
+
+
+def test_unreadable_usage_counts_as_unknown_and_the_answer_is_served(gw, client, fake):
+    garbled = Step(body={"id": "x", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": "lots"}})
+    fake.script("n1", garbled)
+    before = metric_value(httpx.get(gw.url + "/metrics").text, "coo_llm_unreadable_usage_total", provider="garbled")
+    served = ask(client, "gpt-garbled")
+    assert served.headers["x-coo-llm-key"] == "garbled#1" and served.headers["x-coo-llm-attempts"] == "1"
+    assert fake.calls == {"n1": 1}
+    after = metric_value(httpx.get(gw.url + "/metrics").text, "coo_llm_unreadable_usage_total", provider="garbled")
+    assert after == before + 1
+    assert "Traceback" not in gw.logs()
 
 
 def test_a_request_a_provider_cannot_honour_takes_no_slot_and_falls_back(client, fake):

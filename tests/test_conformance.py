@@ -11,6 +11,7 @@ stream chunks are also validated against OpenAI's schemas.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 
@@ -34,19 +35,26 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n fake pixels").decode()
 
 
+def K(name: str) -> str:
+    """The provider key secret named ``name``: random-looking, as real keys are. (The gateway
+    redacts every 8-character run of a secret from its logs; a secret like ``anthropic-1`` would
+    also redact the provider id ``anthropic`` wherever it is logged.)"""
+    return "tk" + hashlib.sha256(name.encode()).hexdigest()[:30]
+
+
 def providers_for(kind: str, url: str) -> list[dict]:
     """Per type: the main provider, and one provider per failover test (a fresh round-robin turn)."""
     base = url + "/v1" if kind == "custom" else url
     pricing = {"input_token_cost": PRICE_IN, "output_token_cost": PRICE_OUT}
     out = [
-        provider(kind, base, [f"{kind}-1", f"{kind}-2"], type=kind, models=[f"chat-{kind}", f"emb-{kind}"], pricing=pricing),
-        provider(f"{kind}-rl", base, [f"{kind}-rl-1", f"{kind}-rl-2"], type=kind, models=[f"rl-{kind}"]),
-        provider(f"{kind}-5xx", base, [f"{kind}-5xx-1", f"{kind}-5xx-2"], type=kind, models=[f"err-{kind}"]),
-        provider(f"{kind}-solo", base, [f"{kind}-solo-1"], type=kind, models=[f"solo-{kind}"]),
-        provider(f"{kind}-odd", base, [f"{kind}-odd-1"], type=kind, models=[f"odd-{kind}"]),  # one test each, streams that end oddly
+        provider(kind, base, [K(f"{kind}-1"), K(f"{kind}-2")], type=kind, models=[f"chat-{kind}", f"emb-{kind}"], pricing=pricing),
+        provider(f"{kind}-rl", base, [K(f"{kind}-rl-1"), K(f"{kind}-rl-2")], type=kind, models=[f"rl-{kind}"]),
+        provider(f"{kind}-5xx", base, [K(f"{kind}-5xx-1"), K(f"{kind}-5xx-2")], type=kind, models=[f"err-{kind}"]),
+        provider(f"{kind}-solo", base, [K(f"{kind}-solo-1")], type=kind, models=[f"solo-{kind}"]),
+        provider(f"{kind}-odd", base, [K(f"{kind}-odd-1")], type=kind, models=[f"odd-{kind}"]),  # one test each, streams that end oddly
     ]
     if kind in EMBEDDING_TYPES:
-        out.append(provider(f"{kind}-emb5xx", base, [f"{kind}-emb5xx-1", f"{kind}-emb5xx-2"], type=kind, models=[f"emb5xx-{kind}"]))
+        out.append(provider(f"{kind}-emb5xx", base, [K(f"{kind}-emb5xx-1"), K(f"{kind}-emb5xx-2")], type=kind, models=[f"emb5xx-{kind}"]))
     return out
 
 
@@ -66,7 +74,7 @@ def schemas(schemas_if_present):
 
 
 def script_both(fake, kind: str, step: Step) -> None:
-    for key in (f"{kind}-1", f"{kind}-2"):
+    for key in (K(f"{kind}-1"), K(f"{kind}-2")):
         fake.set_default(key, step)
 
 
@@ -99,7 +107,7 @@ def test_text(client, fake, kind, schemas):
         schemas.check("CreateChatCompletionResponse", json.loads(raw.content))
     call = fake.requests[-1]
     assert call.path.endswith(CHAT_PATH[kind])
-    assert call.headers[KEY_HEADER[kind]] in (f"Bearer {kind}-1", f"Bearer {kind}-2", f"{kind}-1", f"{kind}-2")
+    assert call.headers[KEY_HEADER[kind]] in ("Bearer " + K(f"{kind}-1"), "Bearer " + K(f"{kind}-2"), K(f"{kind}-1"), K(f"{kind}-2"))
     assert "client-key" not in json.dumps(call.headers)
     if kind == "anthropic":
         assert call.headers["anthropic-version"] == "2023-06-01"
@@ -231,23 +239,23 @@ def rate_limit_step(kind: str, seconds: int = 30) -> Step:
 
 @pytest.mark.parametrize("kind", TYPES)
 def test_rate_limit_fails_over_and_cools_the_key(client, fake, kind):
-    fake.script(f"{kind}-rl-1", rate_limit_step(kind))
+    fake.script(K(f"{kind}-rl-1"), rate_limit_step(kind))
     raw = client.chat.completions.with_raw_response.create(model=f"rl-{kind}", messages=[user("x")])
     assert raw.parse().choices[0].message.content == "echo: x"
     assert raw.headers["x-coo-llm-key"] == f"{kind}-rl#2" and raw.headers["x-coo-llm-attempts"] == "2"
-    assert (fake.count(f"{kind}-rl-1"), fake.count(f"{kind}-rl-2")) == (1, 1)
+    assert (fake.count(K(f"{kind}-rl-1")), fake.count(K(f"{kind}-rl-2"))) == (1, 1)
     for _ in range(2):  # round robin would pick key 1 again, but it rests for the 30 s it was told
         client.chat.completions.create(model=f"rl-{kind}", messages=[user("y")])
-    assert (fake.count(f"{kind}-rl-1"), fake.count(f"{kind}-rl-2")) == (1, 3)
+    assert (fake.count(K(f"{kind}-rl-1")), fake.count(K(f"{kind}-rl-2"))) == (1, 3)
 
 
 @pytest.mark.parametrize("kind", TYPES)
 def test_rate_limit_delay_becomes_the_cooldown_and_retry_after(client, fake, kind):
-    fake.script(f"{kind}-solo-1", rate_limit_step(kind, 42))
+    fake.script(K(f"{kind}-solo-1"), rate_limit_step(kind, 42))
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model=f"solo-{kind}", messages=[user("x")])
     assert int(caught.value.response.headers["retry-after"]) in (41, 42)  # not the 10 s default
-    assert fake.count(f"{kind}-solo-1") == 1  # the only key rests: no second call
+    assert fake.count(K(f"{kind}-solo-1")) == 1  # the only key rests: no second call
 
 
 SERVER_ERROR = {"openai": 500, "custom": 502, "anthropic": 529, "gemini": 503}
@@ -255,11 +263,11 @@ SERVER_ERROR = {"openai": 500, "custom": 502, "anthropic": 529, "gemini": 503}
 
 @pytest.mark.parametrize("kind", TYPES)
 def test_server_error_fails_over(client, fake, kind):
-    fake.script(f"{kind}-5xx-1", Step(status=SERVER_ERROR[kind]))
+    fake.script(K(f"{kind}-5xx-1"), Step(status=SERVER_ERROR[kind]))
     raw = client.chat.completions.with_raw_response.create(model=f"err-{kind}", messages=[user("x")])
     assert raw.parse().choices[0].message.content == "echo: x"
     assert raw.headers["x-coo-llm-attempts"] == "2"
-    assert (fake.count(f"{kind}-5xx-1"), fake.count(f"{kind}-5xx-2")) == (1, 1)
+    assert (fake.count(K(f"{kind}-5xx-1")), fake.count(K(f"{kind}-5xx-2"))) == (1, 1)
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -270,7 +278,7 @@ def test_bad_request_is_a_400_to_the_client_without_retry(client, fake, kind):
     assert caught.value.status_code == 400
     error = caught.value.body if "message" in (caught.value.body or {}) else caught.value.body["error"]
     assert error["message"] == "fake upstream says 400"
-    assert fake.count(f"{kind}-1") + fake.count(f"{kind}-2") == 1
+    assert fake.count(K(f"{kind}-1")) + fake.count(K(f"{kind}-2")) == 1
 
 
 @pytest.mark.parametrize(
@@ -287,7 +295,7 @@ def test_a_parameter_the_provider_cannot_honour_is_a_400_before_any_call(client,
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(**request)
     assert caught.value.body["param"] == param
-    assert fake.count(f"{kind}-1") + fake.count(f"{kind}-2") == 0
+    assert fake.count(K(f"{kind}-1")) + fake.count(K(f"{kind}-2")) == 0
 
 
 def test_gemini_log_probabilities_reach_the_sdk(client, fake, schemas):
@@ -334,17 +342,17 @@ def test_embeddings(client, fake, kind, schemas):
 
 @pytest.mark.parametrize("kind", EMBEDDING_TYPES)
 def test_embeddings_fail_over_like_chat(client, fake, kind):
-    fake.script(f"{kind}-emb5xx-1", Step(status=SERVER_ERROR[kind]))
+    fake.script(K(f"{kind}-emb5xx-1"), Step(status=SERVER_ERROR[kind]))
     raw = client.embeddings.with_raw_response.create(model=f"emb5xx-{kind}", input="x")
     assert len(raw.parse().data) == 1 and raw.headers["x-coo-llm-attempts"] == "2"
-    assert (fake.count(f"{kind}-emb5xx-1"), fake.count(f"{kind}-emb5xx-2")) == (1, 1)
+    assert (fake.count(K(f"{kind}-emb5xx-1")), fake.count(K(f"{kind}-emb5xx-2"))) == (1, 1)
 
 
 def test_anthropic_has_no_embeddings(client, fake):
     with pytest.raises(openai.BadRequestError) as caught:
         client.embeddings.create(model="emb-anthropic", input="x")
     assert caught.value.body["param"] == "model" and "embeddings" in caught.value.body["message"]
-    assert fake.count("anthropic-1") + fake.count("anthropic-2") == 0
+    assert fake.count(K("anthropic-1")) + fake.count(K("anthropic-2")) == 0
 
 
 @pytest.mark.parametrize(
@@ -395,8 +403,8 @@ def test_cost_accounting_uses_the_translated_usage(gw, client, fake, kind, strea
 
 
 def test_embeddings_are_accounted(gw, client, fake):
-    fake.set_default("openai-1", Step(prompt_tokens=40))
-    fake.set_default("openai-2", Step(prompt_tokens=40))
+    fake.set_default(K("openai-1"), Step(prompt_tokens=40))
+    fake.set_default(K("openai-2"), Step(prompt_tokens=40))
     request_id = f"acct-emb-{time.time_ns()}"
     client.embeddings.create(model="emb-openai", input="count me", extra_headers={"x-request-id": request_id})
     line = access_line(gw, request_id)
@@ -436,14 +444,14 @@ def test_error_event_after_content_ends_the_stream_with_an_error_frame(gw, fake,
     last = json.loads(frames[-1][len("data: "):])
     assert set(last) == {"error"} and last["error"]["message"]
     assert "data: [DONE]" not in frames
-    assert fake.count(f"{kind}-1") + fake.count(f"{kind}-2") == 1  # too late to fail over
+    assert fake.count(K(f"{kind}-1")) + fake.count(K(f"{kind}-2")) == 1  # too late to fail over
 
 
 def test_anthropic_error_event_before_any_content_fails_over(client, fake):
-    fake.script("anthropic-5xx-1", Step(stream_error_after=2))  # after message_start and ping
+    fake.script(K("anthropic-5xx-1"), Step(stream_error_after=2))  # after message_start and ping
     chunks, text = collect(client.chat.completions.create(model="err-anthropic", messages=[user("x")], stream=True))
     assert text == "echo: x"
-    assert (fake.count("anthropic-5xx-1"), fake.count("anthropic-5xx-2")) == (1, 1)
+    assert (fake.count(K("anthropic-5xx-1")), fake.count(K("anthropic-5xx-2"))) == (1, 1)
 
 
 # ------------------------------------------------------------------ streams that end oddly
@@ -453,7 +461,7 @@ def test_an_openai_stream_cut_before_done_ends_with_an_error_frame(gw, fake):
     head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     cut = b"".join(b"data: " + orjson.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + b"\n\n"
                    for delta, finish in (({"role": "assistant", "content": "half an answer"}, None), ({}, "stop")))
-    fake.script("openai-odd-1", Step(raw=cut))
+    fake.script(K("openai-odd-1"), Step(raw=cut))
     frames = raw_stream(gw, "odd-openai")
     assert "half an answer" in frames[0] and "data: [DONE]" not in frames
     assert set(json.loads(frames[-1][len("data: "):])) == {"error"}
@@ -461,9 +469,9 @@ def test_an_openai_stream_cut_before_done_ends_with_an_error_frame(gw, fake):
 
 def test_a_gemini_stream_of_only_usage_is_an_empty_answer_from_one_call(client, fake):
     usage_only = b'data: {"usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9}, "modelVersion": "g"}\r\n\r\n'
-    fake.script("gemini-odd-1", Step(raw=usage_only))
+    fake.script(K("gemini-odd-1"), Step(raw=usage_only))
     chunks, text = collect(client.chat.completions.create(model="odd-gemini", messages=[user("x")], stream=True,
                                                           stream_options={"include_usage": True}))
     assert text == "" and [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
     assert chunks[-1].usage.prompt_tokens == 9
-    assert fake.count("gemini-odd-1") == 1
+    assert fake.count(K("gemini-odd-1")) == 1

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import openai_client
 from fakeupstream import Step
+from prom import metric_value
 from gateway import config, provider
 
 PROVIDER_KEYS = ["sk-live-0123456789abcdefSECRET1", "sk-live-0123456789abcdefSECRET2"]
@@ -61,14 +62,6 @@ def test_provider_without_keys_is_a_clear_503(client):
 
 def test_startup_names_providers_without_keys(gw):
     assert "provider nokeys (openai) has NO API keys" in gw.logs()
-
-
-def metric_value(text: str, name: str, **labels) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_metrics_count_requests_tokens_cost_and_retries(gw, client, fake):
