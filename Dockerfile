@@ -1,6 +1,8 @@
 # coo-llm: one image for both process types of the Procfile.
-#   web:    docker run -p 2906:2906 -e COO_CONFIG=/app/configs/redis.yaml coo-llm
-#   worker: docker run -e COO_CONFIG=/app/configs/redis.yaml coo-llm coo-llm worker
+#   web:    docker run -p 2906:2906 -e COO_CONFIG=/app/configs/redis.yaml -e COO_CLIENT_KEY=... coo-llm
+#   worker: docker run -e COO_CONFIG=/app/configs/redis.yaml coo-llm coo-llm worker --metrics-host 0.0.0.0 --metrics-port 9100
+# The web process listens on 0.0.0.0, so the default config (configs/config.yaml: no client keys)
+# refuses to start open there unless -e COO_ALLOW_OPEN_ACCESS=true says so.
 # Build stage: turn the source into a wheel, so the runtime image carries no build tools.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -1,6 +1,12 @@
 """The ``coo-llm`` command: ``serve``, ``check``, ``worker``, ``warm`` and ``prices``.
 
 ``--config`` defaults to ``$COO_CONFIG``, then ``configs/config.yaml``.
+
+Exit status: 0 done; 1 the config is invalid, or this machine cannot run it (``app.preflight``:
+``serve`` refuses to start rather than fail later); 2 the command does not apply to this config
+(``worker`` without Redis, ``warm`` without shared storage or with the cache off). ``check`` runs
+the same checks ``serve`` does, on the address ``serve`` would use (``--host``/``--port`` as for
+``serve``); its warnings (an unset provider key variable, a port in use) fail it under ``--strict``.
 """
 
 from __future__ import annotations
@@ -14,18 +20,36 @@ from functools import partial
 from loguru import logger
 
 from app.config import PROVIDER_KEY_ENV, ConfigError, Settings, load_settings
+from app.preflight import address, bind_problem, preflight
 
 DEFAULT_CONFIG = "configs/config.yaml"
+
+
+def _print_problems(header: str, problems: list[str]) -> None:
+    print(header, file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
 
 
 def _load_or_exit(path: str) -> Settings:
     try:
         return load_settings(path)
     except ConfigError as error:
-        print(f"{path}: invalid configuration", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_problems(f"{path}: invalid configuration", error.problems)
         raise SystemExit(1) from None
+
+
+def _preflight_or_exit(settings: Settings, *, command: str, config: str, listen: tuple[str, int] | None = None) -> None:
+    """Exit 1 naming what ``app.preflight`` finds this machine lacks to run ``settings``."""
+    errors = preflight(settings, listen=listen, starting=True).errors
+    if errors:
+        _print_problems(f"coo-llm {command}: cannot start with {config}", errors)
+        raise SystemExit(1)
+
+
+def _listen(args: argparse.Namespace, settings: Settings) -> tuple[str, int]:
+    """The address ``serve`` binds: ``--host``/``--port`` over ``server.listen``."""
+    return args.host or settings.server.host, args.port or settings.server.port
 
 
 def build_app(config_path: str):
@@ -63,9 +87,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.logging import setup_logging
 
     settings = _load_or_exit(args.config)
+    host, port = _listen(args, settings)
+    _preflight_or_exit(settings, command="serve", config=args.config, listen=(host, port))
     setup_logging(settings.logging)
-    host = args.host or settings.server.host
-    port = args.port or settings.server.port
     workers = max(1, args.workers)
     if workers > 1 and settings.storage.runtime.type == "memory":
         logger.warning(
@@ -75,7 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coo-llm-metrics-")
     describe(settings)
-    logger.info(f"coo-llm listening on http://{host}:{port} with {workers} worker(s), config {args.config}")
+    logger.info(f"coo-llm listening on http://{address(host, port)} with {workers} worker(s), config {args.config}")
     loader = AppLoader(factory=partial(build_app, os.path.abspath(args.config)))
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False)
@@ -87,13 +111,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config and what ``serve`` needs to run it; exit 0 valid, 1 invalid."""
+    warnings: list[str] = []
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, warnings=warnings)
     except ConfigError as error:
-        print(f"{args.config}: invalid", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_problems(f"{args.config}: invalid", error.problems)
         return 1
+    found = preflight(settings, listen=_listen(args, settings), starting=False)
+    warnings += found.warnings
+    if found.errors or (args.strict and warnings):
+        header = f"{args.config}: invalid" + (" (--strict: warnings count as errors)" if args.strict and warnings else "")
+        _print_problems(header, found.errors + [f"warning: {w}" for w in warnings])
+        return 1
+    for warning in warnings:
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     keys = sum(len(p.api_keys) for p in settings.llm_providers)
     print(f"{args.config}: valid ({len(settings.llm_providers)} provider(s), {keys} provider key(s), {len(settings.api_keys)} client key(s))")
     return 0
@@ -106,6 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.logging import setup_logging
 
     settings = _load_or_exit(args.config)
+    _preflight_or_exit(settings, command="worker", config=args.config)
     setup_logging(settings.logging)
     if settings.storage.runtime.type != "redis":
         print(
@@ -117,8 +150,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.settings import run_worker
 
     port = args.metrics_port if args.metrics_port is not None else int(os.environ.get("COO_WORKER_METRICS_PORT") or 0)
-    logger.info(f"coo-llm worker starting (config {args.config}" + (f", metrics on :{port}" if port else "") + ")")
-    asyncio.run(run_worker(settings, metrics_port=port or None))
+    problem = bind_problem(args.metrics_host, port, where="--metrics-host/--metrics-port")[0] if port else None
+    if problem:  # now, as a clear message, rather than as a traceback from the metrics server
+        print(f"coo-llm worker: cannot start: {problem}", file=sys.stderr)
+        return 1
+    logger.info(f"coo-llm worker starting (config {args.config}" + (f", metrics on http://{address(args.metrics_host, port)}/metrics" if port else "") + ")")
+    asyncio.run(run_worker(settings, metrics_port=port or None, metrics_host=args.metrics_host))
     logger.info("coo-llm worker stopped")
     return 0
 
@@ -134,6 +171,32 @@ def namespace_principal(settings: Settings, namespace: str):
     return ANONYMOUS if not settings.api_keys and namespace == ANONYMOUS.id else None
 
 
+def warm_storage_note(runtime) -> tuple[bool, str]:
+    """Whether ``coo-llm warm`` can reach a gateway's cache through ``runtime`` (a
+    ``RuntimeStorage``), and what to tell the user about it.
+
+    memory: no. The entries would live in the warm command's own memory and die with it.
+    file: yes. The cache lives in the SQLite file, and a gateway reads it there on every lookup
+    (``storage.file``), so a gateway on the same file serves the entries whether it runs now or
+    starts later. Rate windows live in each process's memory, though: the warm command's upstream
+    calls are not counted in a running gateway's windows.
+    redis, http: yes, the cache is shared.
+    """
+    if runtime.type == "memory":
+        return False, (
+            "storage.runtime.type is memory: the warmed entries would live in this command's own memory and vanish when it "
+            "exits; a running gateway (another process) would never see them. Warming needs a cache the gateway shares: "
+            "storage.runtime.type redis or http, or file (the gateway reads its cache from the same SQLite file)."
+        )
+    if runtime.type == "file":
+        return True, (
+            f"writing into {os.path.abspath(runtime.path)}: a gateway using this SQLite file reads its cache from it, so it "
+            "serves these entries, running or not (mind relative paths: they resolve from each process's folder). This "
+            "command's upstream calls count in its own rate windows, not in a running gateway's."
+        )
+    return True, ""
+
+
 def cmd_warm(args: argparse.Namespace) -> int:
     """Pre-warm the response cache from a JSONL file of chat requests (one OpenAI request body a line)."""
     import asyncio
@@ -142,10 +205,20 @@ def cmd_warm(args: argparse.Namespace) -> int:
     from app.logging import setup_logging
 
     settings = _load_or_exit(args.config)
-    setup_logging(settings.logging)
     if not settings.policy.cache.enabled:
         print("coo-llm warm: policy.cache.enabled is false; nothing would ever read the warmed entries.", file=sys.stderr)
         return 2
+    shared, note = warm_storage_note(settings.storage.runtime)
+    if not shared:
+        print(f"coo-llm warm: {note}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.file):
+        print(f"coo-llm warm: {args.file} is not a readable file", file=sys.stderr)
+        return 2
+    _preflight_or_exit(settings, command="warm", config=args.config)
+    setup_logging(settings.logging)
+    if note:
+        print(f"coo-llm warm: {note}", file=sys.stderr)
     from app.routes.chat import parse_chat
 
     principal = namespace_principal(settings, args.namespace)
@@ -247,13 +320,17 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="web processes (default 1)")
     serve.set_defaults(run=cmd_serve)
 
-    check = commands.add_parser("check", help="validate a config; exit 0 if valid, 1 if not")
+    check = commands.add_parser("check", help="validate a config and what serve needs to run it; exit 0 if valid, 1 if not")
     check.add_argument("--config", default=default_config)
+    check.add_argument("--host", default=None, help="check the bind address serve would get with this --host")
+    check.add_argument("--port", type=int, default=None, help="check the port serve would get with this --port")
+    check.add_argument("--strict", action="store_true", help="warnings (e.g. an unset provider key variable) are errors: exit 1")
     check.set_defaults(run=cmd_check)
 
     worker = commands.add_parser("worker", help="run background jobs (arq; needs storage.runtime.type: redis)")
     worker.add_argument("--config", default=default_config)
     worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port (default: $COO_WORKER_METRICS_PORT, else off)")
+    worker.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics server (default 127.0.0.1; 0.0.0.0 for every interface)")
     worker.set_defaults(run=cmd_worker)
 
     warm = commands.add_parser("warm", help="pre-warm the response cache from a JSONL file of chat requests")

@@ -9,21 +9,34 @@ Contract:
   variable without a default expands to the empty string; empty provider keys are then dropped
   (the provider simply has no keys), while an empty client key is an error, because silently
   dropping it would open the gateway.
-- Unknown keys are rejected everywhere.
+- Unknown keys are rejected everywhere, with the closest known key of that level suggested
+  (``policy.retyr: unknown key (did you mean 'retry'?)``).
+- Durations (``Duration``) are seconds, or strings such as ``500ms``, ``30s``, ``2m``, ``1h``;
+  never negative, never infinite.
+- A document is bounded before it is trusted: at most ``MAX_CONFIG_BYTES``, nested at most
+  ``MAX_DEPTH`` levels, at most ``MAX_VALUES`` values once YAML aliases are expanded. Beyond that it
+  is a ``ConfigError`` like any other fault, never a ``RecursionError`` or a minute of work.
+- ``warnings``, when a list is given, collects what is valid but probably not meant: each provider
+  key whose ``${VAR}`` is unset (the key is dropped), so ``coo-llm check`` can name the variable.
 
 Imported by web and worker processes alike, so nothing here touches Sanic or the network.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -31,7 +44,6 @@ from pydantic import (
     model_validator,
 )
 
-PROVIDER_TYPES = ("openai", "anthropic", "claude", "gemini", "custom")
 TYPE_ALIASES = {"claude": "anthropic"}
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -50,6 +62,14 @@ PROVIDER_KEY_ENV = {
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+# Bounds on a document (a file or a POST to /admin/v1/config/validate). Real configs are a few KB
+# and a few levels deep; libyaml parses this many bytes in about half a second.
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+# libyaml when PyYAML was built with it (several times faster), else the pure-Python loader.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(Exception):
@@ -91,25 +111,53 @@ def _hide_env_values(problems: list[str], used: dict[str, str]) -> list[str]:
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from ``30``, ``"30s"``, ``"500ms"``, ``"2m"`` or ``"1h"``."""
+    """Seconds from ``30``, ``"30s"``, ``"500ms"``, ``"2m"`` or ``"1h"``: finite and not negative."""
     if isinstance(value, bool):
         raise ValueError("must be a duration such as 30s or 500ms")
     if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION_PATTERN.match(str(value))
-    if not match:
-        raise ValueError("must be a duration such as 30s or 500ms")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        seconds = float(value)
+    else:
+        match = _DURATION_PATTERN.match(str(value))
+        if not match:
+            raise ValueError("must be a duration such as 30s or 500ms")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite number")
+    if seconds < 0:
+        raise ValueError("must be >= 0")
+    return seconds
+
+
+# A duration field: seconds as a float, written as a number or "500ms" / "30s" / "2m" / "1h".
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _cron_period(value: Any) -> float:
+    """A period a cron schedule can express: divides a minute, or is whole minutes dividing an hour."""
+    seconds = parse_duration(value)
+    whole = int(seconds)
+    if seconds != whole or whole <= 0 or not ((whole < 60 and 60 % whole == 0) or (whole % 60 == 0 and 3600 % whole == 0)):
+        raise ValueError("must divide a minute (1s..30s) or an hour (1m..60m), e.g. 10s, 1m, 5m")
+    return float(whole)
+
+
+# A job period: a Duration that divides a minute or an hour.
+CronPeriod = Annotated[float, BeforeValidator(_cron_period)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: YAML's .inf and .nan are floats too, and no number here may be either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ServerConfig(_Frozen):
-    listen: str = ":2906"
+    listen: str = "127.0.0.1:2906"
+    """``host:port``; ``:port`` (no host) means every interface. IPv6 hosts in brackets: ``[::1]:2906``."""
     admin_api_key: str | None = None
-    max_body_mb: float = Field(default=10.0, gt=0)
+    max_body_mb: float = Field(default=10.0, gt=0, le=1024)
+    allow_open_access: bool = False
+    """Without ``api_keys`` anyone who reaches the gateway may use it. That is refused on an
+    address other than loopback (``serve`` exits, ``check`` reports it) unless this is true."""
 
     @field_validator("listen")
     @classmethod
@@ -126,7 +174,9 @@ class ServerConfig(_Frozen):
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0] or "0.0.0.0"
+        """The bind address: ``0.0.0.0`` for ``:port``, an IPv6 address without its brackets."""
+        host = self.listen.rpartition(":")[0]
+        return host[1:-1] if host.startswith("[") and host.endswith("]") else host or "0.0.0.0"
 
     @property
     def port(self) -> int:
@@ -142,7 +192,7 @@ class LoggingConfig(_Frozen):
     json_: bool = Field(default=True, alias="json")
     file: str | None = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
     @field_validator("level", mode="before")
     @classmethod
@@ -190,7 +240,7 @@ class ProviderConfig(_Frozen):
     limits: Limits = Limits()
     headers: dict[str, str] = {}
     drop_params: tuple[str, ...] = ()
-    timeout: float | None = None
+    timeout: Duration | None = Field(default=None, gt=0)
     default_max_tokens: int | None = Field(default=None, gt=0)
     """``max_tokens`` sent when the client gives none, to providers that require one (anthropic:
     unset means ``limits.max_tokens``, else 4096). When set, the balancer also reserves this many
@@ -219,11 +269,6 @@ class ProviderConfig(_Frozen):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value)
 
     @model_validator(mode="after")
     def _model_and_url(self) -> "ProviderConfig":
@@ -280,28 +325,9 @@ class ClientKey(_Frozen):
 
 class RetryPolicy(_Frozen):
     max_attempts: int = Field(default=3, ge=1, le=20)
-    timeout: float = 60.0
-    interval: float = 0.0
+    timeout: Duration = Field(default=60.0, gt=0)
+    interval: Duration = 0.0
     queue: bool = False
-
-    @field_validator("timeout", "interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be > 0")
-        return value
-
-    @field_validator("interval")
-    @classmethod
-    def _non_negative(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError("must be >= 0")
-        return value
 
 
 class CachePolicy(_Frozen):
@@ -315,26 +341,16 @@ class CachePolicy(_Frozen):
     ttl_seconds: int = Field(default=300, gt=0)
     warm: bool = False
     warm_min_hits: int = Field(default=3, ge=1)
-    warm_before: float = 60.0
-
-    @field_validator("warm_before", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
+    warm_before: Duration = 60.0
 
 
 class CooldownPolicy(_Frozen):
     """How long a key rests after failures (durations)."""
 
-    rate_limited: float = 10.0
-    error_base: float = 1.0
-    error_max: float = 60.0
-    auth: float = 300.0
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
+    rate_limited: Duration = 10.0
+    error_base: Duration = 1.0
+    error_max: Duration = 60.0
+    auth: Duration = 300.0
 
 
 class HybridWeights(_Frozen):
@@ -370,12 +386,7 @@ class RuntimeStorage(_Frozen):
     tls: bool = False
     cluster: bool = False  # redis: url/addr is one node of a Redis Cluster
     path: str | None = None
-    timeout: float = 0.25
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
+    timeout: Duration = Field(default=0.25, gt=0)
 
     @field_validator("url", "addr", "password", "path")
     @classmethod
@@ -386,8 +397,13 @@ class RuntimeStorage(_Frozen):
     def _fields_for_type(self) -> "RuntimeStorage":
         if self.type == "redis" and not (self.url or self.addr):
             raise ValueError("type redis needs `url` or `addr`")
+        # redis-py refuses any other scheme when the store opens, which would stop `serve`.
+        if self.type == "redis" and self.url and not re.match(r"^(rediss?|unix)://", self.url):
+            raise ValueError("type redis needs a redis://, rediss:// or unix:// url")
         if self.type == "http" and not self.url:
             raise ValueError("type http needs `url` (a webdis endpoint)")
+        if self.type == "http" and not re.match(r"^https?://", self.url):
+            raise ValueError("type http needs an http:// or https:// url (a webdis endpoint)")
         if self.type == "file" and not self.path:
             raise ValueError("type file needs `path`")
         return self
@@ -418,33 +434,14 @@ class StorageConfig(_Frozen):
         return self
 
 
-def _cron_period(value: Any) -> float:
-    """A period a cron schedule can express: divides a minute, or is whole minutes dividing an hour."""
-    seconds = parse_duration(value)
-    whole = int(seconds)
-    if seconds != whole or whole <= 0 or not ((whole < 60 and 60 % whole == 0) or (whole % 60 == 0 and 3600 % whole == 0)):
-        raise ValueError("must divide a minute (1s..30s) or an hour (1m..60m), e.g. 10s, 1m, 5m")
-    return float(whole)
-
-
 class WorkersConfig(_Frozen):
     """Background jobs (arq in ``coo-llm worker`` with Redis; in-process otherwise)."""
 
-    rollup_every: float = 60.0
-    compact_every: float = 60.0
-    warm_every: float = 60.0
-    history: float = 3 * 3600.0  # per-minute key history kept by compaction
+    rollup_every: CronPeriod = 60.0
+    compact_every: CronPeriod = 60.0
+    warm_every: CronPeriod = 60.0
+    history: Duration = 3 * 3600.0  # per-minute key history kept by compaction
     max_jobs: int = Field(default=50, gt=0)
-
-    @field_validator("rollup_every", "compact_every", "warm_every", mode="before")
-    @classmethod
-    def _period(cls, value: Any) -> Any:
-        return _cron_period(value)
-
-    @field_validator("history", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
 
 
 AliasTargets = Union[str, list[str]]
@@ -510,12 +507,51 @@ def _num(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+def _unknown_key(error: dict) -> str:
+    """``unknown key``, with the closest key the model at that level knows, if one is close."""
+    known = _known_keys(error["loc"][:-1])
+    close = difflib.get_close_matches(str(error["loc"][-1]), known, n=1, cutoff=0.6)
+    return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys (aliases where a field has one) of the model at ``loc`` in ``Settings``, or []."""
+    annotation: Any = Settings
+    for part in loc:
+        model = _model_in(annotation)
+        if isinstance(part, int):  # an item of a tuple/list field
+            args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+            annotation = args[0] if args else None
+        elif model is not None and part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+        elif model is not None:
+            by_alias = [f for f in model.model_fields.values() if f.alias == part]
+            annotation = by_alias[0].annotation if by_alias else None
+        elif str(part).startswith(("function-", "union[", "tagged-union[")):
+            continue  # pydantic's internal step names
+        else:
+            return []
+    model = _model_in(annotation)
+    return [field.alias or name for name, field in model.model_fields.items()] if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model class ``annotation`` is, or holds as ``X | None``; None for anything else."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        models = [m for m in map(_model_in, typing.get_args(annotation)) if m is not None]
+        return models[0] if len(models) == 1 else None
+    return None
+
+
 _REASONS = {
-    "extra_forbidden": lambda e: "unknown key",
+    "extra_forbidden": _unknown_key,
     "missing": lambda e: "required",
     "greater_than": lambda e: f"must be > {_num(e['ctx']['gt'])}",
     "greater_than_equal": lambda e: f"must be >= {_num(e['ctx']['ge'])}",
     "less_than_equal": lambda e: f"must be <= {_num(e['ctx']['le'])}",
+    "finite_number": lambda e: "must be a finite number",
     "literal_error": lambda e: f"must be one of {e['ctx']['expected']}",
     "string_pattern_mismatch": lambda e: "may use only letters, digits, '_', '-' and '.'",
 }
@@ -549,12 +585,51 @@ def _readable(error: ValidationError) -> list[str]:
     return problems
 
 
-def settings_from_data(data: Any, environ: dict[str, str] | None = None) -> Settings:
-    """Validate already-parsed YAML/JSON data (env not yet expanded)."""
+def _check_shape(data: Any) -> None:
+    """Raise ``ConfigError`` when ``data`` is nested deeper than ``MAX_DEPTH`` or holds more than
+    ``MAX_VALUES`` values. Iterative, and it counts a value reached through two YAML aliases
+    twice (as expansion and validation will), so alias bombs and cycles stop here too."""
+    pending: list[tuple[Any, int]] = [(data, 0)]
+    seen = 0
+    while pending:
+        node, depth = pending.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError([f"(root): more than {MAX_VALUES} values (YAML aliases counted as often as they are used)"])
+        if isinstance(node, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise ConfigError([f"(root): nested deeper than {MAX_DEPTH} levels"])
+            pending.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+
+
+def _unset_key_variables(data: dict, settings: Settings, environ: dict[str, str] | None) -> list[str]:
+    """One warning per provider key whose ``${VAR}`` (no default) is unset or empty: the key is dropped."""
+    env = os.environ if environ is None else environ
+    warnings: list[str] = []
+    for index, (raw, provider) in enumerate(zip(data.get("llm_providers") or (), settings.llm_providers)):
+        keys = raw.get("api_keys") if isinstance(raw, dict) else None
+        keys = [keys] if isinstance(keys, str) else keys if isinstance(keys, list) else []
+        for position, key in enumerate(keys):
+            for match in _ENV_PATTERN.finditer(key if isinstance(key, str) else ""):
+                if match.group(2) is None and not env.get(match.group(1)):
+                    if expand_env(key, env).strip():
+                        effect = "sends this key incomplete"
+                    elif provider.api_keys:
+                        effect = "has one key fewer"
+                    else:
+                        effect = "has no API keys (its requests fail with 503)"
+                    warnings.append(f"llm_providers[{index}].api_keys[{position}]: ${{{match.group(1)}}} is not set, so provider {provider.id} {effect}")
+    return warnings
+
+
+def settings_from_data(data: Any, environ: dict[str, str] | None = None, *, warnings: list[str] | None = None) -> Settings:
+    """Validate already-parsed YAML/JSON data (env not yet expanded). ``warnings``, when given,
+    receives what is valid but probably unintended (see the module docstring)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["(root): must be a mapping of top-level keys"])
+    _check_shape(data)
     used: dict[str, str] = {}
     try:
         settings = Settings.model_validate(expand_env(data, environ, used))
@@ -563,26 +638,49 @@ def settings_from_data(data: Any, environ: dict[str, str] | None = None) -> Sett
     problems = _cross_check(settings)
     if problems:
         raise ConfigError(_hide_env_values(problems, used))
+    if warnings is not None:
+        warnings.extend(_unset_key_variables(data, settings, environ))
     return settings
 
 
-def parse_settings(text: str, environ: dict[str, str] | None = None) -> Settings:
-    """Parse YAML (JSON is YAML too) and validate it."""
+def _where(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(root)"
+
+
+def parse_yaml(text: str | bytes) -> Any:
+    """The data of one YAML (or JSON) document, bounded by ``MAX_CONFIG_BYTES`` and ``MAX_DEPTH``
+    before it is built (building it recurses once per level). Raises ``ConfigError``."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError([f"(root): the document has {size} bytes, more than the {MAX_CONFIG_BYTES} a config may have"])
     try:
-        data = yaml.safe_load(text)
+        depth = 0
+        for event in yaml.parse(text, Loader=_YAML_LOADER):  # events: a flat stream, no recursion
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError([f"{_where(event.start_mark)}: nested deeper than {MAX_DEPTH} levels"])
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+        return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(root)"
+        where = _where(getattr(error, "problem_mark", None))
         raise ConfigError([f"{where}: not valid YAML ({getattr(error, 'problem', None) or error})"]) from None
-    return settings_from_data(data, environ)
+    except ValueError as error:  # a scalar Python refuses to build: an int of over 4300 digits, a 13th month
+        raise ConfigError([f"(root): not valid YAML (a value cannot be read: {str(error).split(':')[0]})"]) from None
 
 
-def load_settings(path: str | os.PathLike, environ: dict[str, str] | None = None) -> Settings:
+def parse_settings(text: str | bytes, environ: dict[str, str] | None = None, *, warnings: list[str] | None = None) -> Settings:
+    """Parse YAML (JSON is YAML too) and validate it."""
+    return settings_from_data(parse_yaml(text), environ, warnings=warnings)
+
+
+def load_settings(path: str | os.PathLike, environ: dict[str, str] | None = None, *, warnings: list[str] | None = None) -> Settings:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_bytes()
     except OSError as error:
         raise ConfigError([f"{path}: cannot read ({error.strerror})"]) from None
-    return parse_settings(text, environ)
+    return parse_settings(text, environ, warnings=warnings)
 
 
 SECRET_FIELDS = {"api_keys", "admin_api_key", "password", "key"}

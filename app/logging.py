@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
@@ -166,13 +167,15 @@ def info_line(message: str, fields: dict) -> None:
 
 
 def setup_logging(config) -> None:
-    """Configure loguru from a ``LoggingConfig``. Safe to call again (replaces the sinks)."""
+    """Configure loguru from a ``LoggingConfig``, creating the log file's folder if missing. Safe
+    to call again (replaces the sinks)."""
     global _info_sinks
     logger.remove()
     for old in _info_sinks or ():
         old.flush()
     sinks = [_Sink(sys.stderr.buffer, config.json_)]
     if config.file:
+        Path(config.file).parent.mkdir(parents=True, exist_ok=True)  # app.preflight checked that it can be
         handle = open(config.file, "ab", buffering=0)  # noqa: SIM115 - lives as long as the process
         sinks.append(_Sink(handle, True))
     for sink in sinks:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,12 +70,12 @@ def test_expand_env_leaves_other_types_and_text_alone():
         (with_provider(limits={"tokens_per_min": -5}), "llm_providers[1].limits.tokens_per_min: must be > 0"),
         (with_provider(pricing={"input_token_cost": -1}), "llm_providers[1].pricing.input_token_cost: must be >= 0"),
         (with_provider(type="bard"), "llm_providers[1].type: must be one of 'openai', 'anthropic', 'claude', 'gemini' or 'custom'"),
-        (with_provider(modle="x"), "llm_providers[1].modle: unknown key"),
+        (with_provider(modle="x"), "llm_providers[1].modle: unknown key (did you mean 'model'?)"),
         (with_provider(type="custom"), "llm_providers[1]: type custom needs a base_url"),
         (with_provider(base_url="ftp://x"), "llm_providers[1].base_url: must be an http:// or https:// URL"),
         ({"llm_providers": [{"id": "x", "type": "openai"}]}, "llm_providers[0]: needs `model` or `models`"),
         ({"llm_providers": [{"type": "openai", "model": "m"}]}, "llm_providers[0].id: required"),
-        ({**MINIMAL, "server": {"lisen": ":1"}}, "server.lisen: unknown key"),
+        ({**MINIMAL, "server": {"lisen": ":1"}}, "server.lisen: unknown key (did you mean 'listen'?)"),
         ({**MINIMAL, "server": {"listen": "nowhere"}}, "server.listen: must be host:port or :port, e.g. :2906"),
         ({**MINIMAL, "server": {"max_body_mb": 0}}, "server.max_body_mb: must be > 0"),
         ({**MINIMAL, "policy": {"algorithm": "random"}}, "policy.algorithm: must be one of 'round_robin', 'least_loaded' or 'hybrid'"),
@@ -208,3 +209,158 @@ def test_errors_never_show_what_an_environment_variable_holds():
     problems = problems_of(data, env)
     assert "api_keys[0].allowed_providers: unknown provider '${OPENAI_API_KEY}'" in problems
     assert not any("sk-very-secret" in problem for problem in problems)
+
+
+# ---------------------------------------------------------------------------------- unknown keys
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({**MINIMAL, "policy": {"retyr": {}}}, "policy.retyr: unknown key (did you mean 'retry'?)"),
+        ({**MINIMAL, "polcy": {}}, "polcy: unknown key (did you mean 'policy'?)"),
+        ({**MINIMAL, "logging": {"jsn": True}}, "logging.jsn: unknown key (did you mean 'json'?)"),  # the alias, as written in YAML
+        (with_provider(limits={"req_per_mni": 3}), "llm_providers[1].limits.req_per_mni: unknown key (did you mean 'req_per_min'?)"),
+        ({**MINIMAL, "policy": {"hybrid_weights": {"tokn": 1}}}, "policy.hybrid_weights.tokn: unknown key (did you mean 'token'?)"),
+        ({**MINIMAL, "storage": {"runtime": {"typ": "memory"}}}, "storage.runtime.typ: unknown key (did you mean 'type'?)"),
+        ({**MINIMAL, "server": {"allow_open_acess": True}}, "server.allow_open_acess: unknown key (did you mean 'allow_open_access'?)"),
+        ({**MINIMAL, "policy": {"cache": {"zzzz": 1}}}, "policy.cache.zzzz: unknown key"),  # nothing close: no guess
+    ],
+)
+def test_unknown_keys_suggest_the_closest_key_of_their_level(data, expected):
+    assert expected in problems_of(data)
+
+
+# ---------------------------------------------------------------------------------- durations
+
+
+DURATION_FIELDS = [
+    ("llm_providers", 0, "timeout"),
+    ("policy", "retry", "timeout"),
+    ("policy", "retry", "interval"),
+    ("policy", "cache", "warm_before"),
+    ("policy", "cooldown", "rate_limited"),
+    ("policy", "cooldown", "error_base"),
+    ("policy", "cooldown", "error_max"),
+    ("policy", "cooldown", "auth"),
+    ("storage", "runtime", "timeout"),
+    ("workers", "history"),
+]
+
+
+def _with_value(path: tuple, value) -> dict:
+    data = {"llm_providers": [dict(MINIMAL["llm_providers"][0])]}
+    node = data
+    for part in path[:-1]:
+        node = node[part] if isinstance(part, int) else node.setdefault(part, {})
+    node[path[-1]] = value
+    return data
+
+
+def _read(settings, path: tuple):
+    node = settings
+    for part in path:
+        node = node[part] if isinstance(part, int) else getattr(node, part)
+    return node
+
+
+def _dotted(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + p for i, p in enumerate(path))
+
+
+@pytest.mark.parametrize("path", DURATION_FIELDS, ids=_dotted)
+def test_every_duration_field_reads_units_and_refuses_negative_or_infinite(path):
+    assert _read(settings_from_data(_with_value(path, "2m")), path) == 120.0
+    assert _read(settings_from_data(_with_value(path, "250ms")), path) == 0.25
+    assert f"{_dotted(path)}: must be a duration such as 30s or 500ms" in problems_of(_with_value(path, "soon"))
+    assert f"{_dotted(path)}: must be >= 0" in problems_of(_with_value(path, -1))
+    assert f"{_dotted(path)}: must be a finite number" in problems_of(_with_value(path, float("inf")))
+
+
+def test_timeouts_must_be_more_than_zero():
+    for path in (("llm_providers", 0, "timeout"), ("policy", "retry", "timeout"), ("storage", "runtime", "timeout")):
+        assert f"{_dotted(path)}: must be > 0" in problems_of(_with_value(path, "0s"))
+    assert settings_from_data(_with_value(("policy", "retry", "interval"), 0)).policy.retry.interval == 0
+
+
+def test_job_periods_must_fit_a_cron_schedule():
+    assert settings_from_data({**MINIMAL, "workers": {"rollup_every": "5m"}}).workers.rollup_every == 300
+    assert "workers.compact_every: must divide a minute (1s..30s) or an hour (1m..60m), e.g. 10s, 1m, 5m" in problems_of({**MINIMAL, "workers": {"compact_every": "7s"}})
+
+
+# ---------------------------------------------------------------------------------- listen address
+
+
+def test_listen_defaults_to_loopback_and_colon_port_is_every_interface():
+    default = settings_from_data(MINIMAL).server
+    assert (default.listen, default.host, default.port, default.allow_open_access) == ("127.0.0.1:2906", "127.0.0.1", 2906, False)
+    assert settings_from_data({**MINIMAL, "server": {"listen": ":8080"}}).server.host == "0.0.0.0"
+    assert settings_from_data({**MINIMAL, "server": {"listen": "[::1]:8080"}}).server.host == "::1"
+
+
+def test_numbers_that_would_stop_serve_are_refused():
+    assert "server.max_body_mb: must be a finite number" in problems_of({**MINIMAL, "server": {"max_body_mb": float("inf")}})
+    assert "server.max_body_mb: must be <= 1024" in problems_of({**MINIMAL, "server": {"max_body_mb": 1e300}})
+    redis_http = {**MINIMAL, "storage": {"runtime": {"type": "redis", "url": "http://127.0.0.1:6379"}}}
+    assert "storage.runtime: type redis needs a redis://, rediss:// or unix:// url" in problems_of(redis_http)
+    webdis_redis = {**MINIMAL, "storage": {"runtime": {"type": "http", "url": "redis://127.0.0.1:6379"}}}
+    assert "storage.runtime: type http needs an http:// or https:// url (a webdis endpoint)" in problems_of(webdis_redis)
+
+
+# ---------------------------------------------------------------------------------- bounded documents
+
+
+def _problems_of_text(text: str | bytes) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text, {})
+    return caught.value.problems
+
+
+ALIAS_BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 10) if previous else ', '.join(['x'] * 10)}]\n"
+    for previous, name in zip([None, "a", "b", "c", "d", "e", "f", "g"], "abcdefgh")
+)  # 10**8 values once expanded
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: " + "[" * 500 + "]" * 500, "nested deeper than 32 levels"),
+        ("a: " + "[" * 5000, "not valid YAML"),  # libyaml's own limit (1000 levels) may speak first
+        ("a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 60)) + "  " * 60 + "v: 1\n", "nested deeper than 32 levels"),
+        ("x: " + "{a: " * 3000 + "1" + "}" * 3000, "nested deeper than 32 levels"),
+        ("a: &a [*a]\n", "(root): nested deeper than 32 levels"),  # a cycle: aliases do not recurse for ever
+        (ALIAS_BOMB, "(root): more than 100000 values"),
+        ("# padding\n" * 30_000, "more than the 262144 a config may have"),
+        ("version: " + "1" * 5000, "(root): not valid YAML (a value cannot be read"),
+        (b"\xff\xfe\x00", "not valid YAML"),
+    ],
+    ids=["flow-nesting", "flow-nesting-5000", "block-nesting", "mapping-nesting", "alias-cycle", "alias-bomb", "too-large", "huge-int", "bad-bytes"],
+)
+def test_hostile_documents_are_config_errors_and_quick(text, expected):
+    started = time.monotonic()
+    problems = _problems_of_text(text)
+    assert any(expected in problem for problem in problems), problems
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_config_as_large_as_allowed_still_parses():
+    providers = "".join(f"  - {{id: p{i}, type: openai, api_keys: [sk-{i}], models: [m]}}\n" for i in range(2000))
+    assert len(parse_settings("llm_providers:\n" + providers, {}).llm_providers) == 2000
+
+
+# ---------------------------------------------------------------------------------- warnings
+
+
+def test_warnings_name_unset_provider_key_variables_and_never_a_value():
+    data = {"llm_providers": [{"id": "oa", "type": "openai", "api_keys": ["${SET_ONE}", "${UNSET_ONE}", "${SET_ONE}${UNSET_TWO}", "${EMPTY_OK:-}"], "model": "m"}]}
+    warnings: list[str] = []
+    settings = settings_from_data(data, {"SET_ONE": "sk-a-value-never-shown"}, warnings=warnings)
+    assert len(settings.llm_providers[0].api_keys) == 2
+    assert warnings == [
+        "llm_providers[0].api_keys[1]: ${UNSET_ONE} is not set, so provider oa has one key fewer",
+        "llm_providers[0].api_keys[2]: ${UNSET_TWO} is not set, so provider oa sends this key incomplete",
+    ]
+    quiet: list[str] = []
+    settings_from_data(data, {"SET_ONE": "a", "UNSET_ONE": "b", "UNSET_TWO": "c"}, warnings=quiet)
+    assert quiet == []

@@ -117,6 +117,8 @@ def test_compose_runs_redis_two_gateways_a_balancer_a_worker_prometheus_and_graf
     assert "command" not in services["web-1"]  # the image's CMD: the Procfile's web line
     worker_command = services["worker"]["command"]
     assert worker_command[:2] == ["coo-llm", "worker"] and worker_command[worker_command.index("--metrics-port") + 1] == "9100"
+    # Prometheus is another container: the worker's metrics (loopback by default) must listen on every interface.
+    assert worker_command[worker_command.index("--metrics-host") + 1] == "0.0.0.0"
     assert services["redis"]["healthcheck"]["test"][-1] == "ping"
     # Every file mounted from the repo exists.
     for service in services.values():
@@ -217,3 +219,20 @@ def test_the_scale_out_example_config_is_valid():
     env = {**os.environ, "COO_CLIENT_KEY": "client"}
     done = subprocess.run([sys.executable, "-m", "app.cli", "check", "--config", str(ROOT / "configs/redis.yaml")], cwd=ROOT, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
+
+
+def _check_on_the_procfile_address(config: str, **env: str) -> subprocess.CompletedProcess:
+    """``check`` of ``config`` on the address the Procfile's (and the image's) web line binds."""
+    web = procfile()["web"]
+    assert "--host 0.0.0.0" in web and "--host 0.0.0.0" in (ROOT / "Dockerfile").read_text()
+    command = [sys.executable, "-m", "app.cli", "check", "--config", str(ROOT / config), "--host", "0.0.0.0", "--port", str(free_port())]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
+
+
+def test_the_deployed_web_line_starts_with_client_keys_and_refuses_open_access_unless_allowed():
+    assert _check_on_the_procfile_address("configs/redis.yaml", COO_CLIENT_KEY="client").returncode == 0  # compose's config
+    # The image's default config has no client keys: on 0.0.0.0 it refuses, unless told open access is meant.
+    refused = _check_on_the_procfile_address("configs/config.yaml", COO_ALLOW_OPEN_ACCESS="")
+    assert refused.returncode == 1 and "server.allow_open_access: no api_keys are configured" in refused.stderr
+    assert _check_on_the_procfile_address("configs/config.yaml", COO_ALLOW_OPEN_ACCESS="true").returncode == 0
+    assert "COO_ALLOW_OPEN_ACCESS=true" in (ROOT / "Dockerfile").read_text()  # and the image says how

@@ -164,6 +164,28 @@ def test_admin_validate_returns_check_style_paths(gw):
     assert httpx.post(gw.url + "/admin/v1/config/validate", content=good, headers=headers).json() == {"valid": True, "errors": []}
 
 
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ("a: " + "[" * 900 + "]" * 900, "nested deeper than 32 levels"),
+        ("x: " + "{a: " * 3000 + "1" + "}" * 3000, "nested deeper than 32 levels"),
+        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdefg", "bcdefgh")), "more than 100000 values"),
+        ("# padding\n" * 30_000, "more than the 262144 a config may have"),
+        ("version: " + "1" * 5000, "a value cannot be read"),
+    ],
+    ids=["deep-flow", "deep-mapping", "alias-bomb", "too-large", "huge-int"],
+)
+def test_admin_validate_answers_hostile_documents_as_invalid_never_500(gw, document, expected):
+    headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+    response = httpx.post(gw.url + "/admin/v1/config/validate", content=document, headers=headers, timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["valid"] is False and any(expected in error for error in body["errors"]), body
+    good = "llm_providers: [{id: a, type: openai, model: m}]"
+    assert httpx.post(gw.url + "/admin/v1/config/validate", content=good, headers=headers).json() == {"valid": True, "errors": []}
+    assert httpx.get(gw.url + "/health/live").status_code == 200
+
+
 def test_admin_api_is_off_without_an_admin_key(start_gateway, upstream):
     cfg = config([provider("oa", upstream.url, ["k"], models=["m"])], server={"listen": ":2906"})
     gateway = start_gateway(cfg)

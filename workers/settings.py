@@ -70,15 +70,16 @@ async def _shutdown(ctx: dict) -> None:
         await ctx["coo"].close()
 
 
-async def run_worker(settings, *, metrics_port: int | None = None) -> None:
-    """Run arq until SIGTERM/SIGINT; if Redis goes away, log once and start arq again when it is back."""
+async def run_worker(settings, *, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
+    """Run arq until SIGTERM/SIGINT; if Redis goes away, log once and start arq again when it is back.
+    With ``metrics_port``, Prometheus metrics are served on ``metrics_host:metrics_port``."""
     from arq.worker import Worker
 
     _forward_arq_logs(settings.logging.level)
     if metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port)
+        start_http_server(metrics_port, addr=metrics_host)
     context = await open_context(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
-
 import time
 from datetime import datetime, timezone
 
@@ -41,10 +41,14 @@ async def effective_config(request: Request):
 
 @bp.post("/config/validate")
 async def validate_config(request: Request):
-    """Validate a posted YAML or JSON config; answer ``{"valid", "errors"}`` with ``check``'s paths."""
-    text = request.body.decode("utf-8", "replace")
+    """Validate a posted YAML or JSON config; answer ``{"valid", "errors"}`` with ``check``'s paths.
+
+    Any document gets that answer: one too large (``MAX_CONFIG_BYTES``) or too deeply nested is
+    invalid like any other. It is parsed on a thread: a large one takes a noticeable fraction of a
+    second that the event loop keeps serving requests through.
+    """
     try:
-        parse_settings(text)
+        await asyncio.to_thread(parse_settings, request.body)
     except ConfigError as error:
         return json({"valid": False, "errors": error.problems})
     return json({"valid": True, "errors": []})
