@@ -34,6 +34,7 @@ class Call:
     cache: CacheDirectives = field(default_factory=CacheDirectives)
     deferrable: bool = False  # may wait in the job queue (policy.retry.queue): live unary requests only
     forward_headers: Mapping[str, str] = field(default_factory=dict)  # client headers an endpoint passes upstream
+    extra: dict = field(default_factory=dict)  # the endpoint's own state for this call (JSON-able)
 
 
 def call_payload(call: Call) -> dict:
@@ -49,6 +50,7 @@ def call_payload(call: Call) -> dict:
         "prompt_tokens": call.prompt_tokens,
         "principal": {"id": principal.id, "allowed": allowed},
         "forward_headers": dict(call.forward_headers),
+        "extra": call.extra,
     }
 
 
@@ -69,4 +71,5 @@ def call_from_payload(data: dict, *, deadline: float | None = None, cache: Cache
         deadline=None if deadline is None else time.monotonic() + (deadline - time.time()),
         cache=cache or CacheDirectives(lookup=False, store=False),
         forward_headers=data.get("forward_headers") or {},
+        extra=data.get("extra") or {},
     )

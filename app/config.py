@@ -245,6 +245,9 @@ class ProviderConfig(_Frozen):
     """``max_tokens`` sent when the client gives none, to providers that require one (anthropic:
     unset means ``limits.max_tokens``, else 4096). When set, the balancer also reserves this many
     completion tokens for such requests, for every provider type; only anthropic sends it."""
+    responses_api: Literal["translate", "native"] = "translate"
+    """``/v1/responses`` requests to this provider: through the chat hub (every type), or sent as
+    they are to its own ``/responses`` (type openai only)."""
 
     @field_validator("type", mode="before")
     @classmethod
@@ -276,6 +279,8 @@ class ProviderConfig(_Frozen):
             raise ValueError("needs `model` or `models`")
         if self.type == "custom" and self.base_url is None:
             raise ValueError("type custom needs a base_url")
+        if self.responses_api == "native" and self.type != "openai":
+            raise ValueError("responses_api: native needs type openai (other types are translated)")
         return self
 
     @property
@@ -444,6 +449,12 @@ class WorkersConfig(_Frozen):
     max_jobs: int = Field(default=50, gt=0)
 
 
+class ResponsesConfig(_Frozen):
+    """``/v1/responses``: how long stored responses (``store``, the default) are kept."""
+
+    store_ttl: Duration = Field(default=30 * 86400.0, gt=0)
+
+
 AliasTargets = Union[str, list[str]]
 
 
@@ -459,6 +470,7 @@ class Settings(_Frozen):
     policy: Policy = Policy()
     storage: StorageConfig = StorageConfig()
     workers: WorkersConfig = WorkersConfig()
+    responses: ResponsesConfig = ResponsesConfig()
 
     @field_validator("version", mode="before")
     @classmethod

@@ -34,16 +34,18 @@ import itertools
 import os
 import re
 
+import orjson
 from loguru import logger
 from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import SanicException
 
+from adapters.messages_answer import anthropic_error_body
 from app.accounting import CLIENT_CLOSED, RequestRecord, finish
 from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
 from app import metrics
-from app.routes import admin, chat, embeddings, health, models
+from app.routes import admin, chat, embeddings, health, messages, models, responses
 
 # Request objects die by reference counting; nearly nothing a request allocates needs the cycle
 # collector. At Python's default first threshold (700) a burst of 32 requests in flight started
@@ -77,6 +79,7 @@ class _RequestIds:
 _request_ids = _RequestIds()
 
 _RECORDED = ("/v1/", "/admin/")
+ANTHROPIC_ROUTES = "/v1/messages"  # their errors come in Anthropic's shape
 
 # Sanic's own loggers only speak up for real problems; our access log is app.accounting.
 SANIC_LOG_CONFIG = {
@@ -173,11 +176,15 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
             record.finished = True  # health checks and scrapes are not logged
 
     def authenticate(request: Request) -> None:
-        principal = app.ctx.authenticator.authenticate(request.headers.get("authorization"))
+        headers = request.headers
+        authorization = headers.get("authorization")
+        if authorization is None and "x-api-key" in headers:  # the anthropic SDKs' way
+            authorization = "Bearer " + headers["x-api-key"]
+        principal = app.ctx.authenticator.authenticate(authorization)
         request.ctx.principal = principal
         request.ctx.record.client = principal.id
 
-    for blueprint in (chat.bp, embeddings.bp, models.bp):
+    for blueprint in (chat.bp, embeddings.bp, models.bp, responses.bp, messages.bp):
         blueprint.on_request(authenticate)
         app.blueprint(blueprint)
     app.blueprint(admin.bp)
@@ -195,8 +202,12 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         record = getattr(request.ctx, "record", None)
         if record is not None and not record.error:
             record.error = gateway_error.code or gateway_error.type
+        if request.path.startswith(ANTHROPIC_ROUTES):
+            body = orjson.dumps(anthropic_error_body(gateway_error.status, gateway_error.message, openai_type=gateway_error.type))
+        else:
+            body = gateway_error.body()
         return HTTPResponse(
-            gateway_error.body(),
+            body,
             status=gateway_error.status,
             headers=gateway_error.headers(),
             content_type="application/json",

@@ -40,7 +40,7 @@ from multidict import CIMultiDict
 
 from adapters import AdapterError, ChatResult, UpstreamError, UpstreamRequest, Usage, adapter_for
 from adapters.base import Outcome
-from adapters.sse import SSEDecoder, frame
+from adapters.sse import SSEDecoder
 from app import metrics
 from app.accounting import UNLISTED_MODEL, RequestRecord, finish
 from app.cache import CachePlan, ResponseCache
@@ -82,6 +82,7 @@ def spent_estimate(lease: Lease) -> Usage:
 class Service:
     def __init__(self, settings, store, upstream: UpstreamClient, *, cache: ResponseCache | None = None) -> None:
         self.settings = settings
+        self.store = store
         self.catalog = Catalog(settings)
         self.balancer = Balancer(settings, store)
         self.upstream = upstream
@@ -144,6 +145,7 @@ class Service:
         plan = self.plan(call)
         hit = await self._cached(plan, record)
         if hit is not None:
+            await call.endpoint.keep(self, call, hit)
             return ChatResult(hit, None)
         try:
             result = await self._attempts(plan, record, self._send)
@@ -152,6 +154,7 @@ class Service:
                 raise
             result = await self.deferral.wait(call, record, error)
         await self.cache.save(plan.cache, result.body, record)
+        await call.endpoint.keep(self, call, result.body)
         return result
 
     async def open_stream(self, call: Call, record: RequestRecord) -> "Relay":
@@ -160,7 +163,10 @@ class Service:
         record.stream = True
         plan = self.plan(call)
         hit = await self._cached(plan, record)
-        relay = Relay(self, plan, record, replay=call.endpoint.replay(call, hit)) if hit is not None else await self._attempts(plan, record, self._open)
+        if hit is not None:
+            relay = Relay(self, plan, record, replay=call.endpoint.replay(call, hit), cached=hit)
+        else:
+            relay = await self._attempts(plan, record, self._open)
         record.status = 200
         return relay
 
@@ -179,7 +185,7 @@ class Service:
             return None
         record.cache_result = "hit"
         self.cache.charge_hit(entry, record)
-        return entry.body
+        return plan.call.endpoint.cached(plan.call, entry.body)
 
     # ----------------------------------------------------------------- the attempt loop
 
@@ -229,16 +235,26 @@ class Service:
                 await asyncio.sleep(min(self._retry.interval, max(0.0, deadline - time.monotonic())))
         raise self._final_error(call.model, plan.targets, record.attempts, last, last_lease, exhausted)
 
+    def _headers_for(self, lease: Lease, request: UpstreamRequest) -> CIMultiDict:
+        """The key's headers, plus the request's own (which never replace the credentials)."""
+        headers = self._headers[lease.key.id]
+        if not request.headers:
+            return headers
+        merged = CIMultiDict(request.headers)
+        merged.update(headers)
+        return merged
+
     async def _send(self, plan: Plan, lease: Lease, record: RequestRecord, timeout: float) -> ChatResult:
         """A unary attempt."""
         adapter = adapter_for(lease.target.kind)
         started = time.perf_counter()
-        response = await self.upstream.send(plan.requests[id(lease.target)], self._headers[lease.key.id], timeout=timeout)
+        request = plan.requests[id(lease.target)]
+        response = await self.upstream.send(request, self._headers_for(lease, request), timeout=timeout)
         latency = time.perf_counter() - started
         metrics.child(metrics.UPSTREAM_LATENCY, lease.target.provider_id).observe(latency)
         if response.status >= 300:
             raise adapter.parse_error(response.status, response.headers, response.body)
-        result = plan.call.endpoint.parse(plan.call, adapter, response.body)
+        result = plan.call.endpoint.parse(plan.call, adapter, lease.target, response.body)
         if result.usage_unreadable:
             self._unreadable_usage(lease, record)
         await self._settle(lease, record, Outcome.SUCCESS, spent=result.usage or spent_estimate(lease), latency=latency)
@@ -249,11 +265,12 @@ class Service:
         """A streaming attempt: succeeds once the first frame exists (the lease settles when the relay closes)."""
         adapter = adapter_for(lease.target.kind)
         started = time.perf_counter()
-        upstream = await self.upstream.open_stream(plan.requests[id(lease.target)], self._headers[lease.key.id], timeout=timeout)
+        request = plan.requests[id(lease.target)]
+        upstream = await self.upstream.open_stream(request, self._headers_for(lease, request), timeout=timeout)
         try:
             if upstream.status >= 300:
                 raise adapter.parse_error(upstream.status, upstream.headers, await upstream.read())
-            relay = Relay(self, plan, record, lease=lease, upstream=upstream, translator=plan.call.endpoint.stream_translator(plan.call, adapter))
+            relay = Relay(self, plan, record, lease=lease, upstream=upstream, translator=plan.call.endpoint.stream_translator(plan.call, adapter, lease.target))
             await relay.prime()
         except BaseException:
             upstream.close()
@@ -389,8 +406,10 @@ class Relay:
         upstream: UpstreamStream | None = None,
         translator=None,
         replay: list[bytes] | None = None,
+        cached: bytes | None = None,
     ) -> None:
         self._service = service
+        self._cached = cached  # the cached answer the replay frames come from
         self._plan = plan
         self._record = record
         self.record = record
@@ -404,8 +423,8 @@ class Relay:
         self._ended = replay is not None
         self._failure: UpstreamError | None = None
         self._sent = 0
-        store = plan.cache is not None and plan.cache.store and replay is None
-        self._assembler = plan.call.endpoint.assembler(plan.call) if store else None
+        self._caching = plan.cache is not None and plan.cache.store and replay is None
+        self._assembler = None if replay is not None else plan.call.endpoint.assembler(plan.call, translator, caching=self._caching)
         self.delivered = False  # the client got the last frame
 
     async def _pull(self) -> bool:
@@ -474,7 +493,7 @@ class Relay:
             self._record.error = f"stream broke: {redactor.scrub(error.message)[:200]}"
             if self._assembler is not None:
                 self._assembler.failed = True
-            return frame(redactor.scrub_envelope(envelope))
+            return b"".join(self._plan.call.endpoint.error_frames(self._plan.call, redactor.scrub_envelope(envelope), self._translator))
 
     async def __aexit__(self, kind, error, traceback) -> None:
         if error is not None and not self.delivered:
@@ -500,6 +519,12 @@ class Relay:
                     usage = {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens, "total_tokens": record.prompt_tokens + record.completion_tokens}
                     body = self._assembler.completion(usage)
                     if body is not None:
-                        await self._service.cache.save(self._plan.cache, body, record)
+                        if self._caching:
+                            await self._service.cache.save(self._plan.cache, body, record)
+                        call = self._plan.call
+                        await call.endpoint.keep(self._service, call, body)
+            elif self.delivered and self._cached is not None:
+                call = self._plan.call
+                await call.endpoint.keep(self._service, call, self._cached)
         finally:
             finish(record)
