@@ -129,6 +129,10 @@ def tool_call_arguments(call: Any, where: str) -> tuple[str, str, dict]:
             raise AdapterError(f"{where}.function.arguments is not valid JSON.", param=where, code="invalid_value") from None
     if not isinstance(arguments, dict):
         raise AdapterError(f"{where}.function.arguments must be a JSON object.", param=where, code="invalid_value")
+    if nesting_exceeds(arguments, MAX_NESTING):
+        raise AdapterError(
+            f"{where}.function.arguments nests arrays and objects more than {MAX_NESTING} levels deep.", param=where, code="invalid_value"
+        )
     return str(call.get("id") or ""), function["name"], arguments
 
 

@@ -540,8 +540,9 @@ def _message(message: Any) -> tuple[int, int]:
             continue
         try:
             if name == "content":
-                chars, more = _content(value)
-                images += more
+                more_chars, more_images = _content(value)
+                chars += more_chars
+                images += more_images
             elif name == "tool_calls":
                 _tool_calls(value)
                 if value:
