@@ -721,7 +721,7 @@ _CHAT_FIELDS: dict[str, Check] = {
 def _model(body: dict) -> str:
     model = body.get("model")
     if model is None:
-        raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_required_parameter")
+        raise _missing("model").request_error()
     if type(model) is not str:
         raise _wrong_type("a string", model, "model").request_error()
     if not model:
