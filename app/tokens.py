@@ -19,7 +19,7 @@ REPLY_PRIMING_TOKENS = 3  # every reply starts with a few tokens of its own
 IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
 
 
-def prompt_estimate(*, chars: int, images: int, messages: int) -> int:
+def prompt_estimate(chars: int, images: int, messages: int) -> int:
     """Prompt tokens of a chat request with ``chars`` characters of text and tool JSON."""
     return chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * messages + TOKENS_PER_IMAGE * images + REPLY_PRIMING_TOKENS
 
@@ -64,7 +64,7 @@ def estimate_prompt_tokens(chat: dict) -> int:
     tools = chat.get("tools")
     if tools:
         chars += len(orjson.dumps(tools))
-    return prompt_estimate(chars=chars, images=images, messages=len(messages))
+    return prompt_estimate(chars, images, len(messages))
 
 
 def estimate_embedding_tokens(body: dict) -> int:

@@ -457,3 +457,22 @@ def test_gemini_ref_chains_and_fan_outs_are_bounded():
     with pytest.raises(AdapterError, match="too large"):
         gemini_tools({"type": "object", "properties": {"a": {"$ref": "#/$defs/d0"}}, "$defs": fan_out | {"d22": {"type": "string"}}})
     assert time.perf_counter() - started < 5  # 2**22 schemas: 157 s of one event loop before the limit
+
+
+# ------------------------------------------------------------------ the decoder benchmark measures ways that check
+
+
+def test_every_way_the_benchmark_times_accepts_its_bodies_counts_the_same_prompt_and_refuses_a_bad_one():
+    from bench import inbound_speed
+
+    for name, raw in inbound_speed.BODIES.items():
+        ways = inbound_speed.EMBEDDING_WAYS if name.startswith("embeddings") else inbound_speed.CHAT_WAYS
+        expected = ways["(a) inbound"](raw).prompt_tokens
+        for way, call in ways.items():
+            if way not in ("decode only", "(a) inbound"):
+                assert call(raw)[-1] == expected, (name, way)
+    for way, call in inbound_speed.CHAT_WAYS.items():
+        if way != "decode only":
+            with pytest.raises((InvalidRequest, ValueError)):  # msgspec's and pydantic's errors are ValueErrors
+                call(inbound_speed.MALFORMED)
+    assert inbound_speed.error_paths()["(a) inbound"] == "tools[0].function.parameters.properties.city.type (invalid_type)"
