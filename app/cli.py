@@ -219,7 +219,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
     setup_logging(settings.logging)
     if note:
         print(f"coo-llm warm: {note}", file=sys.stderr)
-    from app.routes.chat import parse_chat
+    from app.routes.chat import chat_call
 
     principal = namespace_principal(settings, args.namespace)
     if principal is None:
@@ -231,7 +231,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
             if not line.strip():
                 continue
             try:
-                call = parse_chat(line, principal)
+                call = chat_call(line, principal)
             except GatewayError as error:
                 print(f"{args.file}:{number}: skipped ({error.message})", file=sys.stderr)
                 bad += 1

@@ -732,7 +732,11 @@ def _model(body: dict) -> str:
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """Decode and check a ``/v1/chat/completions`` body; ``InvalidRequest`` naming the param."""
-    body = parse_json_object(raw)
+    return check_chat_body(parse_json_object(raw))
+
+
+def check_chat_body(body: dict) -> ChatRequest:
+    """Check a decoded chat body (also the hub request another front door translated to)."""
     model = _model(body)
     messages = body.get("messages")
     if messages is None:

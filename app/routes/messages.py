@@ -21,9 +21,8 @@ from app.calls import Call
 from app.endpoints import MESSAGES
 from app.endpoints.messages import FORWARDED_HEADERS
 from app.errors import InvalidRequest
-from app.routes.chat import parse_json_object
+from app.inbound import check_chat_body, parse_json_object
 from app.routes.respond import json_answer, send_stream
-from app.tokens import estimate_prompt_tokens
 
 bp = Blueprint("messages", url_prefix="/v1")
 
@@ -41,7 +40,7 @@ def messages_call(body: dict, principal, headers) -> Call:
         principal=principal,
         stream=bool(chat.get("stream")),
         max_tokens=chat.get("max_completion_tokens"),
-        prompt_tokens=estimate_prompt_tokens(chat),
+        prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
         forward_headers={name: headers[name] for name in FORWARDED_HEADERS if name in headers},
         extra={"id": "msg_" + secrets.token_hex(12)},
     )

@@ -21,9 +21,8 @@ from app.calls import Call
 from app.endpoints import RESPONSES
 from app.errors import InvalidRequest
 from app.responses_store import ResponseStore, continuation
-from app.routes.chat import parse_json_object
+from app.inbound import check_chat_body, parse_json_object
 from app.routes.respond import json_answer, send_stream
-from app.tokens import estimate_prompt_tokens
 
 bp = Blueprint("responses", url_prefix="/v1")
 
@@ -62,7 +61,7 @@ async def responses_call(body: dict, principal, store: ResponseStore) -> Call:
         principal=principal,
         stream=bool(chat.get("stream")),
         max_tokens=chat.get("max_completion_tokens"),
-        prompt_tokens=estimate_prompt_tokens(chat),
+        prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
         extra=extra,
     )
 
