@@ -102,7 +102,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logger.info(f"coo-llm listening on http://{address(host, port)} with {workers} worker(s), config {args.config}")
     loader = AppLoader(factory=partial(build_app, os.path.abspath(args.config)))
     app = loader.load()
-    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False)
+    from app.protocol import TimedProtocol
+
+    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False, protocol=TimedProtocol)
     if workers == 1:
         Sanic.serve_single(primary=app)
     else:

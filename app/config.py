@@ -158,6 +158,19 @@ class ServerConfig(_Frozen):
     allow_open_access: bool = False
     """Without ``api_keys`` anyone who reaches the gateway may use it. That is refused on an
     address other than loopback (``serve`` exits, ``check`` reports it) unless this is true."""
+    header_timeout: Duration = Field(default=10.0, gt=0)
+    """A request's headers must arrive within this, from its first byte (a dribbling client is dropped)."""
+    body_timeout: Duration = Field(default=30.0, gt=0)
+    """A request's body must arrive within this, from the end of its headers."""
+    keep_alive_timeout: Duration = Field(default=75.0, gt=0)
+    """An idle client connection is closed after this."""
+    max_upstream_response_mb: float = Field(default=32.0, gt=0, le=1024)
+    """An upstream answer (or stream) larger than this fails the attempt: the client gets a 502 saying so."""
+    shutdown_grace: Duration = Field(default=25.0, ge=0)
+    """On SIGTERM: how long requests and streams in flight may take to finish before they are cut."""
+    drain_delay: Duration = Field(default=0.0, ge=0)
+    """On SIGTERM: how long to keep serving with ``/health/ready`` answering 503 (so a load balancer
+    stops sending) before the listener closes and in-flight requests get ``shutdown_grace``."""
 
     @field_validator("listen")
     @classmethod
@@ -185,6 +198,10 @@ class ServerConfig(_Frozen):
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_upstream_response_bytes(self) -> int:
+        return int(self.max_upstream_response_mb * 1024 * 1024)
 
 
 class LoggingConfig(_Frozen):

@@ -44,6 +44,7 @@ from app.accounting import CLIENT_CLOSED, RequestRecord, finish
 from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
+from app.protocol import TimedProtocol
 from app import metrics
 from app.routes import admin, chat, embeddings, health, messages, models, responses
 
@@ -112,8 +113,10 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     app = Sanic(name, log_config=SANIC_LOG_CONFIG)
     app.config.REQUEST_MAX_SIZE = settings.server.max_body_bytes
     app.config.RESPONSE_TIMEOUT = 3600  # streams may legitimately run long; budgets live in dispatch
-    app.config.REQUEST_TIMEOUT = 60
-    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.config.REQUEST_TIMEOUT = settings.server.header_timeout  # TimedProtocol enforces headers and body from their start
+    app.config.KEEP_ALIVE_TIMEOUT = settings.server.keep_alive_timeout
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.server.shutdown_grace
+    TimedProtocol.configure(settings.server)
     app.config.NOISY_EXCEPTIONS = False
     app.config.ACCESS_LOG = False
     app.config.MOTD = False
@@ -133,7 +136,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         from workers.queue import open_queue
 
         app.ctx.store = open_store(settings.storage.runtime, on_state=metrics.store_state_changed)
-        app.ctx.upstream = UpstreamClient()
+        app.ctx.upstream = UpstreamClient(max_response_bytes=settings.server.max_upstream_response_bytes)
         await app.ctx.upstream.start()
         app.ctx.service = Service(settings, app.ctx.store, app.ctx.upstream)
         set_log_redactor(app.ctx.service.redactor)
@@ -219,6 +222,10 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         if record is None:
             return
         response.headers.setdefault("x-request-id", record.request_id)
+        # Sanic keeps the request in a context variable, and every task or timer created while it
+        # ran (aiohttp's connection timers, a store batch) copies that context: the request can
+        # outlive its answer by a minute. Its body (up to max_body_mb) must not.
+        request.body = b""
         if not record.stream and not record.finished:
             if record.status != CLIENT_CLOSED:  # a client that hung up got no response to count
                 record.status = response.status

@@ -63,6 +63,9 @@ from balancer.pool import Balancer, Exhausted, Lease
 
 T = TypeVar("T")
 
+# Upstream answers larger than this are parsed and translated in a thread, not on the event loop.
+OFF_LOOP_BYTES = 1 << 20
+
 
 @dataclass(slots=True)
 class Plan:
@@ -218,7 +221,9 @@ class Service:
             try:
                 return await attempt(plan, lease, record, min(remaining, target.timeout) if target.timeout else remaining)
             except UpstreamError as error:
-                failure = error
+                # Kept past the except block, so without its traceback: that holds this frame,
+                # and the cycle (with the request's body in it) would wait for the cyclic GC.
+                failure = error.with_traceback(None)
             except asyncio.CancelledError:
                 # The client hung up: the upstream may have done the work, so keep the estimate.
                 await self._settle(lease, record, Outcome.CLIENT_ERROR, spent=spent_estimate(lease))
@@ -254,7 +259,10 @@ class Service:
         metrics.child(metrics.UPSTREAM_LATENCY, lease.target.provider_id).observe(latency)
         if response.status >= 300:
             raise adapter.parse_error(response.status, response.headers, response.body)
-        result = plan.call.endpoint.parse(plan.call, adapter, lease.target, response.body)
+        if len(response.body) > OFF_LOOP_BYTES:  # parse a big answer in a thread: other requests keep being served
+            result = await asyncio.to_thread(plan.call.endpoint.parse, plan.call, adapter, lease.target, response.body)
+        else:
+            result = plan.call.endpoint.parse(plan.call, adapter, lease.target, response.body)
         if result.usage_unreadable:
             self._unreadable_usage(lease, record)
         await self._settle(lease, record, Outcome.SUCCESS, spent=result.usage or spent_estimate(lease), latency=latency)
@@ -487,7 +495,7 @@ class Relay:
             return b"".join(self._translator.finish())
         except UpstreamError as error:
             self._ended = True
-            self._failure = error
+            self._failure = error.with_traceback(None)  # no traceback: it would hold this relay in a cycle
             redactor = self._service.redactor
             envelope = error.envelope or {"error": {"message": error.message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}}
             self._record.error = f"stream broke: {redactor.scrub(error.message)[:200]}"
