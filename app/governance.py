@@ -113,6 +113,14 @@ def budget_remaining(rules: Rules, period: Period, values: dict[str, float]) -> 
     return max(0.0, min(left)) if left else None
 
 
+async def _settled(call):
+    """``call``'s result, or the exception it raised (as ``gather(return_exceptions=True)`` gives)."""
+    try:
+        return await call
+    except Exception as error:
+        return error
+
+
 class Admission:
     """One request's hold on its client's windows and budget; ``settle`` gives it back once."""
 
@@ -158,6 +166,15 @@ class Governor:
         self._deny_unpriced = settings.policy.unpriced == "deny"
         self._clock = clock
         self._warned: set[tuple[str, str, str]] = set()
+        self._shared = bool(getattr(store, "shared", False))
+        self._period = Period.of(clock())
+
+    def period(self, now: float) -> Period:
+        """The current ``Period``, computed once per UTC day."""
+        period = self._period
+        if not now < period.day_ends or now < period.day_ends - DAY:
+            period = self._period = Period.of(now)
+        return period
 
     async def admit(self, plan: "Plan", record: RequestRecord) -> Admission | _Free:
         rules = plan.call.principal.rules
@@ -170,7 +187,7 @@ class Governor:
             self._price_check(plan, principal)
         tokens, usd = self.worst_case(plan)
         now = self._clock()
-        period = Period.of(now)
+        period = self.period(now)
         admission = Admission(self, principal, rules, period, tokens, usd if rules.budgeted else 0.0)
         values: dict[str, float] = {}
         if rules.budgeted:
@@ -283,7 +300,10 @@ class Governor:
         calls = [self.store.counters_add(spend_name(admission.principal.id), deltas, ttl=SPEND_TTL)]
         if admission.reservation is not None:
             calls.append(self.store.settle(admission.reservation, tokens=used, failed=None, latency=None, now=self._clock()))
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        if self._shared and len(calls) > 1:  # one round trip for both (on Redis, one pipeline)
+            results = await asyncio.gather(*calls, return_exceptions=True)
+        else:  # in-process: awaiting in turn costs no extra task or loop turn
+            results = [await _settled(call) for call in calls]
         for result in results:
             if isinstance(result, BaseException):
                 logger.warning("a client's spend could not be settled", client=admission.principal.id, request_id=record.request_id, error=repr(result))

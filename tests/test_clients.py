@@ -376,3 +376,47 @@ def test_bad_patches_and_unknown_clients(pair):
         response = httpx.request(method, f"{a.url}/admin/v1/clients/cl_missing", headers=ADMIN, json={} if method == "patch" else None)
         assert response.status_code == 404 and response.json()["error"]["code"] == "client_not_found"
     assert httpx.get(a.url + "/admin/v1/clients", headers={"authorization": "Bearer nope"}).status_code == 401
+
+
+# ---------------------------------------------------------------------------------- one gateway, memory store
+
+
+@pytest.fixture(scope="module")
+def solo(start_gateway, upstream):
+    """An open gateway (no config keys) whose policy denies budgeted clients unpriced models."""
+    cfg = config(
+        [
+            provider("p", upstream.url, ["SOLO1"], models=["gov-model"], pricing=PRICING),
+            provider("free", upstream.url, ["SOLO2"], models=["unpriced-model"]),
+        ],
+        client_keys=[],
+        policy={"unpriced": "deny"},
+        model_aliases={"mixed": ["free:unpriced-model", "p:gov-model"]},
+    )
+    return start_gateway(cfg)
+
+
+def test_the_first_runtime_client_closes_an_open_gateway(solo, fake):
+    assert outcome(solo, "anything") == "ok"  # open: no keys anywhere
+    made = create(solo, name="first")
+    assert outcome(solo, "anything") == "401 invalid_api_key"
+    assert httpx.post(solo.url + "/v1/chat/completions", json={"model": "gov-model", "messages": PROMPT}).json()["error"]["code"] == "missing_api_key"
+    assert outcome(solo, made["key"]) == "ok"
+
+
+def test_deny_keeps_budgeted_clients_off_unpriced_targets(solo, fake):
+    budgeted = create(solo, budgets={"usd_per_day": 1})["key"]
+    unbudgeted = create(solo, limits={"req_per_min": 100})["key"]
+    assert outcome(solo, budgeted, model="unpriced-model") == "403 model_unpriced"
+    assert ask(solo, budgeted, model="mixed").headers["x-coo-llm-provider"] == "p"  # the priced target of the group
+    assert ask(solo, unbudgeted, model="mixed").headers["x-coo-llm-provider"] == "free"  # no budget: the group's order
+    assert outcome(solo, unbudgeted, model="unpriced-model") == "ok"
+    assert fake.count("SOLO2") == 2 and fake.count("SOLO1") == 1
+
+
+def test_models_lists_only_the_allowed_models(pair):
+    a, _ = pair
+    key = create(a, allowed_models=["other-model", "no-such-model"])["key"]
+    listed = openai_client(a, key).models.list()
+    assert [m.id for m in listed.data] == ["other-model"]
+    assert len(openai_client(a, "client-key").models.list().data) > 1
