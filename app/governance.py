@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Callable
 
 from loguru import logger
 
+from app import metrics
 from app.accounting import RateWindow, RequestRecord
 from app.auth import Principal, Rules
 from app.errors import BudgetExceeded, ClientRateLimited, PermissionDenied, StorageUnavailable
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 DAY = 86400
 SPEND_TTL = 40 * DAY  # a client's spend counters outlive its month; an idle client's set then expires
 WARNED_MAX = 4096
+PRUNED_MAX = 10_000  # clients whose past spend fields this process dropped today (forgotten all at once beyond)
 
 
 def window_id(client_id: str) -> str:
@@ -168,6 +170,8 @@ class Governor:
         self._warned: set[tuple[str, str, str]] = set()
         self._shared = bool(getattr(store, "shared", False))
         self._period = Period.of(clock())
+        self._pruned: dict[str, str] = {}  # client id -> the day its past spend fields were dropped
+        self._tasks: set[asyncio.Task] = set()
 
     def period(self, now: float) -> Period:
         """The current ``Period``, computed once per UTC day."""
@@ -206,6 +210,7 @@ class Governor:
             if isinstance(result, Refusal):
                 await self._refund(admission)
                 what = "requests" if result.reason == "requests" else "tokens"
+                metrics.child(metrics.CLIENT_REFUSALS, what).inc()
                 limit = rules.req_per_min if what == "requests" else rules.tokens_per_min
                 raise ClientRateLimited(
                     f"Rate limit reached for this API key: {limit} {what} per minute. Retry after the indicated time.",
@@ -274,6 +279,7 @@ class Governor:
         month_full = rules.usd_per_month is not None and values.get(period.usd_month, 0.0) + usd > rules.usd_per_month
         which, budget, resets = ("month", rules.usd_per_month, period.month_ends) if month_full or not day_full else ("day", rules.usd_per_day, period.day_ends)
         admission._settled = True  # nothing was reserved
+        metrics.child(metrics.CLIENT_REFUSALS, "budget").inc()
         raise BudgetExceeded(
             f"This API key's USD budget for the UTC {which} ({budget:g}) has no room for this request "
             f"(up to {usd:.6f} USD); it resets at the start of the next UTC {which}.",
@@ -310,5 +316,26 @@ class Governor:
         counted = results[0]
         if not isinstance(counted, BaseException) and admission.rules.budgeted:
             record.budget_remaining = budget_remaining(admission.rules, period, counted[1])
+        if self._pruned.get(admission.principal.id) != period.day:
+            self._prune_later(admission.principal.id, period)
         if record.ratelimit is not None:
             record.ratelimit.tokens += used - admission.tokens
+
+    def _prune_later(self, client_id: str, period: Period) -> None:
+        """Once per client per UTC day and process, off the request path: drop the spend fields
+        of past days and months (a client busy every day would otherwise add three a day)."""
+        if len(self._pruned) >= PRUNED_MAX:
+            self._pruned.clear()
+        self._pruned[client_id] = period.day
+        task = asyncio.get_running_loop().create_task(self._prune(client_id, period))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prune(self, client_id: str, period: Period) -> None:
+        name = spend_name(client_id)
+        try:
+            stale = [field for field in await self.store.counters_get(name) if field not in period.fields()]
+            if stale:
+                await self.store.counters_drop(name, stale)
+        except Exception as error:  # the next day tries again
+            logger.debug("past spend fields not dropped", client=client_id, error=repr(error))

@@ -420,3 +420,15 @@ def test_models_lists_only_the_allowed_models(pair):
     listed = openai_client(a, key).models.list()
     assert [m.id for m in listed.data] == ["other-model"]
     assert len(openai_client(a, "client-key").models.list().data) > 1
+
+
+def test_refusals_are_counted_by_reason(pair, fake):
+    a, _ = pair
+    fake.set_default("GOV1", Step(prompt_tokens=PROMPT_TOKENS, completion_tokens=5))
+    key = create(a, limits={"req_per_min": 1}, budgets={"usd_per_day": worst_case(10) * 3})["key"]
+    assert [outcome(a, key, max_tokens=10), outcome(a, key, max_tokens=10)] == ["ok", "429 rate_limit_exceeded"]
+    assert outcome(a, key, max_tokens=400) == "429 budget_exceeded"  # the budget is checked first
+    metrics = httpx.get(a.url + "/metrics").text
+    counts = {reason: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() for reason in ("requests", "budget")
+              if line.startswith(f'coo_llm_client_refusals_total{{reason="{reason}"}}')}
+    assert counts["requests"] >= 1 and counts["budget"] >= 1

@@ -108,3 +108,23 @@ def test_served_headers_render_the_clients_windows_and_budget():
     assert headers["x-coo-llm-budget-remaining-usd"] == "1.5"
     record.cost, record.stream = None, False
     assert "x-coo-llm-cost-usd" not in served_headers(record)  # unknown price: no number
+
+
+def test_past_spend_fields_are_dropped_once_a_day():
+    store = MemoryStore()
+    now = datetime(2026, 12, 4, 12, tzinfo=timezone.utc).timestamp()
+    governor = Governor(SETTINGS, store, Balancer(SETTINGS, store), clock=lambda: now)
+    principal = Principal("cl_old", rules=Rules(usd_per_day=10.0))
+
+    async def scenario():
+        await store.counters_add("spend:cl_old", {"usd:2026-12-03": 4.0, "req:2026-12-03": 7, "usd:2026-11": 40.0, "usd:2026-12": 4.0})
+        record = RequestRecord("r")
+        admission = await governor.admit(plan(principal), record)
+        record.charge(10, 5, 0.02)
+        await admission.settle(record)
+        await asyncio.gather(*governor._tasks)
+        return await store.counters_get("spend:cl_old")
+
+    values = asyncio.run(scenario())
+    assert set(values) == {"usd:2026-12-04", "usd:2026-12", "req:2026-12-04", "tok:2026-12-04"}
+    assert values["usd:2026-12"] == pytest.approx(4.02) and values["req:2026-12-04"] == 1

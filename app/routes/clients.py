@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 
+from loguru import logger
 from sanic import Blueprint, Request
 from sanic.response import json
 
@@ -80,6 +81,7 @@ async def create_client(request: Request):
     except Exception as error:
         raise StorageUnavailable(error, retry_after=None) from None
     await _save(request, doc)
+    logger.info("client created", client=doc["id"], name=doc["name"])
     return json({**client_view(doc), "key": key}, status=201)
 
 
@@ -109,6 +111,7 @@ async def change_client(request: Request, client_id: str):
     change = parse_input(request.body, ClientChange, providers=_providers(request), now=now)
     doc = changed_document(await _stored(request, client_id), change, now=now)
     await _save(request, doc)
+    logger.info("client changed", client=client_id, fields=sorted(change.model_fields_set))
     [view] = await _views(request, [doc])
     return json(view)
 
@@ -120,5 +123,6 @@ async def revoke_client(request: Request, client_id: str):
         now = time.time()
         doc = {**doc, "revoked": True, "revoked_at": now, "updated_at": now}
         await _save(request, doc)
+        logger.info("client revoked", client=client_id)
     [view] = await _views(request, [doc])
     return json(view)
