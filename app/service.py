@@ -25,9 +25,9 @@ whose first frames are already in hand. Both run the same steps:
    what was spent, feeds key health and cooldowns, counts the attempt and charges the request
    record. A successful answer is saved in the cache. Then the admission settles, once, with what
    the record was charged (the client's windows and budget get the real tokens and cost). The
-   record itself is finished (metrics, the
-   access line, the usage event: ``app.accounting.finish``) once the client has its answer: by
-   the app's response middleware, or for a stream when its ``Relay`` closes.
+   record itself is finished (metrics, the access line, the usage event:
+   ``app.accounting.finish``) once the client has its answer: by the app's response middleware,
+   or for a stream when its ``Relay`` closes.
 
 ``execute(call, record)`` is steps 1, 2 and 4 alone, for work that answers no HTTP client
 itself: a queued retry run by a worker (the web process that queued it holds its admission).
@@ -50,7 +50,6 @@ from app import metrics
 from app.accounting import UNLISTED_MODEL, RequestRecord, finish, frames_with_cost
 from app.cache import CachePlan, ResponseCache
 from app.calls import Call
-from app.governance import FREE, Governor
 from app.errors import (
     GatewayError,
     InvalidRequest,
@@ -62,6 +61,7 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from app.governance import FREE, Governor
 from app.redact import Redactor, configured_secrets
 from app.upstream import UpstreamClient, UpstreamStream
 from balancer.catalog import Catalog, ForbiddenModel, Target, UnknownModel
