@@ -322,11 +322,27 @@ class ProviderConfig(_Frozen):
         return self.limits.max_tokens or REQUIRED_MAX_TOKENS[self.kind]
 
 
+class ClientLimits(_Frozen):
+    """A client's own sliding 60 s windows (``app.governance``); ``None`` is unlimited."""
+
+    req_per_min: int | None = Field(default=None, gt=0)
+    tokens_per_min: int | None = Field(default=None, gt=0)
+
+
+class ClientBudgets(_Frozen):
+    """A client's USD budgets per UTC calendar day and month (``app.governance``); ``None`` is none."""
+
+    usd_per_day: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    usd_per_month: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
 class ClientKey(_Frozen):
     key: str
     allowed_providers: tuple[str, ...] | Literal["*"] = "*"
     description: str = ""
     cache_namespace: str | None = None  # keys sharing a namespace share cached answers (default: none)
+    limits: ClientLimits = ClientLimits()
+    budgets: ClientBudgets = ClientBudgets()
 
     @field_validator("key")
     @classmethod
@@ -395,8 +411,9 @@ class Policy(_Frozen):
     cooldown: CooldownPolicy = CooldownPolicy()
     default_max_tokens: int = Field(default=1024, gt=0)
     unpriced: Literal["allow", "deny"] = "allow"
-    """What budgets will do with a request whose price is unknown (its cost is null): ``allow``
-    serves it, ``deny`` refuses it. Budgets are not built yet; only the setting exists."""
+    """What a client with a USD budget may do with a model whose price is unknown (its cost is
+    null): ``allow`` serves it without charging the budget (a warning is logged), ``deny`` leaves
+    such targets out of its plan, and refuses with 403 ``model_unpriced`` when none is left."""
 
 
 class RuntimeStorage(_Frozen):
@@ -598,8 +615,9 @@ def _path(loc: tuple) -> str:
     return out or "(root)"
 
 
-def _readable(error: ValidationError) -> list[str]:
-    problems: list[str] = []
+def described_errors(error: ValidationError) -> list[tuple[str, str]]:
+    """Each problem of ``error`` as (path such as ``limits.req_per_min``, short reason)."""
+    described = []
     for item in error.errors():
         reason_of = _REASONS.get(item["type"])
         if reason_of:
@@ -608,7 +626,14 @@ def _readable(error: ValidationError) -> list[str]:
             reason = item["msg"]
             reason = reason.removeprefix("Value error, ").removeprefix("Assertion failed, ")
             reason = reason[0].lower() + reason[1:] if reason else reason
-        line = f"{_path(item['loc'])}: {reason}"
+        described.append((_path(item["loc"]), reason))
+    return described
+
+
+def _readable(error: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for path, reason in described_errors(error):
+        line = f"{path}: {reason}"
         if line not in problems:
             problems.append(line)
     return problems

@@ -8,7 +8,9 @@
    ``RequestRecord`` (built here and nowhere else for HTTP requests) that the service fills in
    and the access log reads.
 2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models; on request):
-   ``request.ctx.principal`` from the bearer key, or 401. The admin blueprint checks the admin key instead.
+   ``request.ctx.principal`` from the bearer key (config keys, and runtime clients from
+   ``app.clients.ClientDirectory``; a plain function, awaiting only for a runtime key this process
+   has not read yet), or 401. The admin blueprints check the admin key instead.
 3. The handler (``app.routes``): parse the body into a ``Call``, hand it to ``app.service``,
    render JSON or SSE. Errors are raised, never returned.
 4. ``render_error`` (exception handler): any exception becomes an OpenAI error envelope with its
@@ -18,7 +20,8 @@
    response is written.
 
 Per process, ``before_server_start`` opens on ``app.ctx``: the state store, the upstream session,
-the service (``app.service.Service``: catalog, balancer, cache), the usage sink (``finish``
+the runtime clients' directory (``app.clients``: loaded, then polled), the service
+(``app.service.Service``: catalog, balancer, governor, cache), the usage sink (``finish``
 appends one usage event per request through it; the local scheduler hears how many it stored,
 to fold a backlog early), the job queue (arq, or the local scheduler running the jobs
 in-process, given the same service) and the service's deferral (queue-backed retries); it
@@ -46,7 +49,7 @@ from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
 from app.protocol import TimedProtocol
 from app import metrics
-from app.routes import admin, chat, embeddings, health, messages, models, responses
+from app.routes import admin, chat, clients, embeddings, health, messages, models, responses
 
 # Request objects die by reference counting; nearly nothing a request allocates needs the cycle
 # collector. At Python's default first threshold (700) a burst of 32 requests in flight started
@@ -127,6 +130,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     @app.before_server_start
     async def open_resources(app: Sanic) -> None:
         from app.accounting import UsageSink, attach_usage_sink
+        from app.clients import ClientDirectory
         from app.deferral import Deferral
         from app.logging import set_log_redactor
         from app.service import Service
@@ -136,6 +140,9 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         from workers.queue import open_queue
 
         app.ctx.store = open_store(settings.storage.runtime, on_state=metrics.store_state_changed)
+        app.ctx.clients = ClientDirectory(app.ctx.store)
+        app.ctx.authenticator.attach(app.ctx.clients)
+        await app.ctx.clients.start()
         app.ctx.upstream = UpstreamClient(max_response_bytes=settings.server.max_upstream_response_bytes)
         await app.ctx.upstream.start()
         app.ctx.service = Service(settings, app.ctx.store, app.ctx.upstream)
@@ -157,6 +164,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         from app.logging import flush_logs
 
         app.ctx.loop_lag.cancel()
+        await app.ctx.clients.close()
         await app.ctx.queue.close()
         await app.ctx.service.close()
         await app.ctx.usage.close()
@@ -178,12 +186,20 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         else:
             record.finished = True  # health checks and scrapes are not logged
 
-    def authenticate(request: Request) -> None:
+    def authenticate(request: Request):
         headers = request.headers
         authorization = headers.get("authorization")
         if authorization is None and "x-api-key" in headers:  # the anthropic SDKs' way
             authorization = "Bearer " + headers["x-api-key"]
         principal = app.ctx.authenticator.authenticate(authorization)
+        if principal is None:
+            return look_up(request, authorization)  # Sanic awaits what a middleware returns
+        request.ctx.principal = principal
+        request.ctx.record.client = principal.id
+        return None
+
+    async def look_up(request: Request, authorization: str | None) -> None:
+        principal = await app.ctx.authenticator.look_up(authorization)
         request.ctx.principal = principal
         request.ctx.record.client = principal.id
 
@@ -191,6 +207,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         blueprint.on_request(authenticate)
         app.blueprint(blueprint)
     app.blueprint(admin.bp)
+    app.blueprint(clients.bp)
     app.blueprint(health.bp)
 
     @app.exception(Exception)

@@ -4,11 +4,14 @@
 whose first frames are already in hand. Both run the same steps:
 
 1. Resolve the model once (``Catalog.resolve``): the ordered targets the caller may use
-   (404 / 403 otherwise).
+   (404 / 403 otherwise; 403 ``model_not_allowed`` for a model outside the client's ``allowed_models``).
 2. Plan (``plan``): build the upstream request for every target before any key is reserved; a
    target whose provider cannot honour the request is left out (the client gets a 400 naming the
    parameter when none is left); and the cache plan (``app.cache``).
-3. Cache: a hit answers at once, costs nothing and records what it saved.
+3. Admit (``app.governance.Governor.admit``): the client's own windows and USD budget, reserved
+   atomically in the store (429 ``rate_limit_exceeded`` / ``budget_exceeded``); free for a client
+   without limits and budgets. Then the cache: a hit answers at once, costs nothing and records
+   what it saved.
 4. The attempt loop (``_attempts``): lease the best key with room (``Balancer.acquire``: no room
    anywhere is a 429 with ``Retry-After``), send with the key's headers, translate through the
    call's ``Endpoint``. A retryable failure moves on to the next candidate (keys already tried go
@@ -20,12 +23,14 @@ whose first frames are already in hand. Both run the same steps:
 6. Settle. Every lease goes back through ``_settle`` exactly once, whatever happened (answer,
    upstream failure, a stream that broke, a client that hung up): it corrects the token window to
    what was spent, feeds key health and cooldowns, counts the attempt and charges the request
-   record. A successful answer is saved in the cache. The record itself is finished (metrics, the
-   access line, the usage event: ``app.accounting.finish``) once the client has its answer: by
-   the app's response middleware, or for a stream when its ``Relay`` closes.
+   record. A successful answer is saved in the cache. Then the admission settles, once, with what
+   the record was charged (the client's windows and budget get the real tokens and cost). The
+   record itself is finished (metrics, the access line, the usage event:
+   ``app.accounting.finish``) once the client has its answer: by the app's response middleware,
+   or for a stream when its ``Relay`` closes.
 
 ``execute(call, record)`` is steps 1, 2 and 4 alone, for work that answers no HTTP client
-itself: a queued retry run by a worker.
+itself: a queued retry run by a worker (the web process that queued it holds its admission).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from adapters import AdapterError, ChatResult, UpstreamError, UpstreamRequest, U
 from adapters.base import Outcome
 from adapters.sse import SSEDecoder
 from app import metrics
-from app.accounting import UNLISTED_MODEL, RequestRecord, finish
+from app.accounting import UNLISTED_MODEL, RequestRecord, finish, frames_with_cost
 from app.cache import CachePlan, ResponseCache
 from app.calls import Call
 from app.errors import (
@@ -56,6 +61,7 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from app.governance import FREE, Governor
 from app.redact import Redactor, configured_secrets
 from app.upstream import UpstreamClient, UpstreamStream
 from balancer.catalog import Catalog, ForbiddenModel, Target, UnknownModel
@@ -88,6 +94,7 @@ class Service:
         self.store = store
         self.catalog = Catalog(settings)
         self.balancer = Balancer(settings, store)
+        self.governor = Governor(settings, store, self.balancer)
         self.upstream = upstream
         self.cache = cache or ResponseCache(settings, store)
         self.deferral = None  # ``app.deferral.Deferral``, given by the app once its job queue exists
@@ -117,6 +124,8 @@ class Service:
     # ----------------------------------------------------------------- resolve and plan
 
     def targets(self, model: str, principal) -> list[Target]:
+        if principal.models is not None and model not in principal.models:
+            raise PermissionDenied(f"Your API key may not use the model '{model}'.", param="model", code="model_not_allowed")
         try:
             return self.catalog.resolve(model, principal.allows)
         except UnknownModel:
@@ -146,30 +155,41 @@ class Service:
         """One JSON answer (steps 1-6)."""
         record.billable = True
         plan = self.plan(call)
-        hit = await self._cached(plan, record)
-        if hit is not None:
-            await call.endpoint.keep(self, call, hit)
-            return ChatResult(hit, None)
+        admission = await self.governor.admit(plan, record)
         try:
-            result = await self._attempts(plan, record, self._send)
-        except GatewayError as error:
-            if not (call.deferrable and error.retry_later and self.deferral is not None):
-                raise
-            result = await self.deferral.wait(call, record, error)
-        await self.cache.save(plan.cache, result.body, record)
-        await call.endpoint.keep(self, call, result.body)
-        return result
+            hit = await self._cached(plan, record)
+            if hit is not None:
+                await call.endpoint.keep(self, call, hit)
+                return ChatResult(hit, None)
+            try:
+                result = await self._attempts(plan, record, self._send)
+            except GatewayError as error:
+                if not (call.deferrable and error.retry_later and self.deferral is not None):
+                    raise
+                result = await self.deferral.wait(call, record, error)
+            await self.cache.save(plan.cache, result.body, record)
+            await call.endpoint.keep(self, call, result.body)
+            return result
+        finally:
+            await admission.settle(record)
 
     async def open_stream(self, call: Call, record: RequestRecord) -> "Relay":
         """A stream whose first frames exist (steps 1-4); the ``Relay`` settles the rest."""
         record.billable = True
         record.stream = True
         plan = self.plan(call)
-        hit = await self._cached(plan, record)
-        if hit is not None:
-            relay = Relay(self, plan, record, replay=call.endpoint.replay(call, hit), cached=hit)
-        else:
-            relay = await self._attempts(plan, record, self._open)
+        admission = await self.governor.admit(plan, record)
+        try:
+            hit = await self._cached(plan, record)
+            if hit is not None:
+                replay = call.endpoint.replay(call, hit)
+                relay = Relay(self, plan, record, replay=frames_with_cost(replay, 0.0) if call.include_usage else replay, cached=hit)
+            else:
+                relay = await self._attempts(plan, record, self._open)
+        except BaseException:
+            await admission.settle(record)
+            raise
+        relay.admission = admission
         record.status = 200
         return relay
 
@@ -400,8 +420,10 @@ class Relay:
     stored answer's frames. Leaving the ``async with`` closes the upstream and settles exactly
     once, shielded (a client hanging up right after ``[DONE]`` cancels the handler mid-settle,
     and accounting must still complete): the lease with the usage seen (or the estimate), the
-    answer into the cache (only when the whole stream reached the client), and the request record.
-    A client that left before the end is recorded as 499.
+    answer into the cache (only when the whole stream reached the client), the client's admission
+    (``app.governance``) and the request record. A client that left before the end is recorded
+    as 499. When the client asked for usage, the usage chunk carries the request's cost as
+    ``usage.cost_usd`` (null when the price is unknown).
     """
 
     def __init__(
@@ -434,6 +456,7 @@ class Relay:
         self._caching = plan.cache is not None and plan.cache.store and replay is None
         self._assembler = None if replay is not None else plan.call.endpoint.assembler(plan.call, translator, caching=self._caching)
         self.delivered = False  # the client got the last frame
+        self.admission = FREE  # the client's hold on its windows and budget, given by ``open_stream``
 
     async def _pull(self) -> bool:
         """Read upstream until frames are pending; False when the upstream stream has ended."""
@@ -492,7 +515,11 @@ class Relay:
                 pending, self._pending = self._pending, []
                 return b"".join(pending)  # one write per upstream read, not one per frame
             self._ended = True
-            return b"".join(self._translator.finish())
+            frames = self._translator.finish()
+            if self._plan.call.include_usage:
+                usage = self._translator.usage
+                frames = frames_with_cost(frames, self.lease.target.cost(usage) if usage is not None else None)
+            return b"".join(frames)
         except UpstreamError as error:
             self._ended = True
             self._failure = error.with_traceback(None)  # no traceback: it would hold this relay in a cycle
@@ -535,4 +562,7 @@ class Relay:
                 call = self._plan.call
                 await call.endpoint.keep(self._service, call, self._cached)
         finally:
-            finish(record)
+            try:
+                await self.admission.settle(record)
+            finally:
+                finish(record)
