@@ -132,6 +132,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         from app.accounting import UsageSink, attach_usage_sink
         from app.clients import ClientDirectory
         from app.deferral import Deferral
+        from app.lifecycle import install_reload_signal
         from app.logging import set_log_redactor
         from app.service import Service
         from app.upstream import UpstreamClient
@@ -154,9 +155,18 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         app.ctx.usage.on_stored = getattr(app.ctx.queue, "events_stored", None)  # the local queue folds a backlog early
         app.ctx.service.deferral = Deferral(settings, app.ctx.queue, app.ctx.store)
         app.ctx.loop_lag = asyncio.get_running_loop().create_task(watch_loop_lag())
+        app.ctx.draining = False
+        install_reload_signal(app)  # before the listener opens: a SIGHUP must never find the default action
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+
+    @app.after_server_start
+    async def handle_signals(app: Sanic) -> None:
+        from app.lifecycle import install_drain
+
+        install_drain(app)  # after Sanic's own SIGTERM / SIGINT handlers, which it replaces
+        logger.info("web process ready", pid=os.getpid())
 
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:
