@@ -8,7 +8,8 @@
    ``RequestRecord`` (built here and nowhere else for HTTP requests) that the service fills in
    and the access log reads.
 2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models; on request):
-   ``request.ctx.principal`` from the bearer key, or 401. The admin blueprint checks the admin key instead.
+   ``request.ctx.principal`` from the bearer key, or 401. The admin blueprints check the admin key
+   instead; the dashboard's page and assets (``app.dashboard``) need none, and hold no data.
 3. The handler (``app.routes``): parse the body into a ``Call``, hand it to ``app.service``,
    render JSON or SSE. Errors are raised, never returned.
 4. ``render_error`` (exception handler): any exception becomes an OpenAI error envelope with its
@@ -44,8 +45,8 @@ from app.accounting import CLIENT_CLOSED, RequestRecord, finish
 from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
-from app import metrics
-from app.routes import admin, chat, embeddings, health, messages, models, responses
+from app import dashboard, metrics
+from app.routes import admin, admin_ops, chat, embeddings, health, messages, models, responses
 
 # Request objects die by reference counting; nearly nothing a request allocates needs the cycle
 # collector. At Python's default first threshold (700) a burst of 32 requests in flight started
@@ -188,6 +189,8 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         blueprint.on_request(authenticate)
         app.blueprint(blueprint)
     app.blueprint(admin.bp)
+    app.blueprint(admin_ops.bp)
+    app.blueprint(dashboard.bp)
     app.blueprint(health.bp)
 
     @app.exception(Exception)

@@ -57,8 +57,11 @@ async def validate_config(request: Request):
 # ---------------------------------------------------------------------------------- operations (issue 4)
 
 
-def _storage_unavailable(error: Exception) -> GatewayError:
+def storage_unavailable(error: Exception) -> GatewayError:
     return GatewayError(f"The runtime store is unavailable ({type(error).__name__}); try again shortly.", status=503, code="storage_unavailable")
+
+
+_storage_unavailable = storage_unavailable  # the name this module's handlers use
 
 
 def _timestamp(request: Request, name: str, default: float) -> float:
@@ -117,9 +120,14 @@ async def queue(request: Request):
         raise _storage_unavailable(error) from None
 
 
+def _limits_of(limits) -> dict:
+    """A provider's per-key limits (``app.config.Limits``) as ``/keys`` shows them; None: unlimited."""
+    return {"requests": limits.req_per_min, "tokens": limits.tokens_per_min, "window_s": WINDOW_SECONDS}
+
+
 @bp.get("/keys")
 async def keys(request: Request):
-    """Each provider key's windows now and its per-minute history (``?minutes=``, default 60)."""
+    """Each provider key's windows now, against its limits, and its per-minute history (``?minutes=``, default 60)."""
     try:
         minutes = int(request.args.get("minutes") or 60)
     except ValueError:
@@ -127,8 +135,9 @@ async def keys(request: Request):
     if not 0 < minutes <= 24 * 60:
         raise InvalidRequest("'minutes' must be a whole number from 1 to 1440.", param="minutes", code="invalid_value")
     ctx = request.app.ctx
-    labels = {key.id: key.label for pool in ctx.service.balancer.keys.values() for key in pool}
-    key_ids = list(labels)
+    by_id = {key.id: key for pool in ctx.service.balancer.keys.values() for key in pool}
+    limits = {p.id: p.limits for p in ctx.settings.llm_providers}
+    key_ids = list(by_id)
     now = time.time()
     try:
         states = await ctx.store.key_states(key_ids, window=WINDOW_SECONDS, now=now)
@@ -137,10 +146,13 @@ async def keys(request: Request):
         raise _storage_unavailable(error) from None
     data = [
         {
-            "id": labels[key_id],
+            "id": by_id[key_id].label,
             "state_id": key_id,
+            "provider": by_id[key_id].provider_id,
             "window": {"requests": state.requests, "tokens": state.tokens, "inflight": state.inflight},
+            "limits": _limits_of(limits[by_id[key_id].provider_id]),
             "cooldown_until": state.cooldown_until if state.cooldown_until > now else None,
+            "cooldown_left_s": round(state.cooldown_until - now, 3) if state.cooldown_until > now else 0,
             "failures": state.failures,
             "error_rate": round(state.error_rate, 4),
             "latency_s": round(state.latency, 4),
