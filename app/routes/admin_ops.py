@@ -4,6 +4,8 @@
   ``features``: which optional admin APIs this gateway has (the dashboard shows their panels).
 - ``GET /requests?limit=``: the newest recent request records (default 50), newest first: ids,
   client, model, provider, key, status, latency, tokens and cost, never prompt or answer text.
+  The store keeps them in the order their batches arrived (each process pushes every 0.25 s),
+  so they are sorted by finishing time here.
 - ``POST /keys/{label}/reset``: lift a provider key's cooldown and clear its failure count,
   in the shared store (every process sees it); ``label`` is the masked id (``openai#2``,
   URL-encoded ``openai%232``) or the key's ``state_id``.
@@ -59,6 +61,7 @@ async def recent_requests(request: Request):
         data = await request.app.ctx.store.recent_list(int(raw))
     except StoreUnavailable as error:
         raise storage_unavailable(error) from None
+    data.sort(key=lambda item: item.get("at", 0), reverse=True)
     return json({"object": "list", "data": data})
 
 
