@@ -100,6 +100,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coo-llm-metrics-")
     describe(settings)
     logger.info(f"coo-llm listening on http://{address(host, port)} with {workers} worker(s), config {args.config}")
+    if settings.server.admin_api_key:
+        logger.info(f"admin dashboard: http://{address(host, port)}/admin/ (sign in with server.admin_api_key)")
     loader = AppLoader(factory=partial(build_app, os.path.abspath(args.config)))
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False)

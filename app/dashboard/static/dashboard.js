@@ -29,9 +29,10 @@
     if (x === null || x === undefined) return "–";
     if (x === 0) return "$0";
     if (Math.abs(x) >= 1) return "$" + x.toFixed(2);
-    return "$" + x.toPrecision(3);
+    return "$" + String(Number(x.toPrecision(3))); // 0.36, 0.054, 0.000123
   }
   const fmtTime = (unix) => new Date(unix * 1000).toLocaleTimeString("en-GB", { hour12: false });
+  const plural = (n, word) => `${fmtInt(n)} ${word}${n === 1 ? "" : "s"}`;
   const fmtLimit = (used, limit) => fmtInt(used) + " / " + (limit === null || limit === undefined ? "∞" : fmtInt(limit));
 
   // ------------------------------------------------------------------ DOM helpers (text only)
@@ -277,7 +278,7 @@
     setText("q-ready", fmtInt(q.ready));
     setText("q-deferred", fmtInt(q.deferred));
     setText("q-in-progress", fmtInt(q.in_progress));
-    setText("queue-backend", q.backend === "arq" ? `arq on Redis (${q.queue}), ${fmtInt(q.depth)} jobs` : `in-process scheduler, ${fmtInt(q.depth)} jobs`);
+    setText("queue-backend", q.backend === "arq" ? `arq on Redis (${q.queue}), ${plural(q.depth, "job")}` : `in-process scheduler, ${plural(q.depth, "job")}`);
     setText("q-worker", q.backend === "arq" ? (q.worker || "no worker heartbeat: is `coo-llm worker` running?") : "jobs run inside each web process (no Redis queue)");
     const jobs = (q.jobs || []).slice(0, 10).map((job) => el("tr", {},
       el("td", { class: "mono" }, job.id), el("td", {}, job.function || "–"), el("td", {}, job.state),
