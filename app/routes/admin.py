@@ -2,7 +2,8 @@
 
 ``GET /config``, ``POST /config/validate``; and for running many processes as one gateway:
 ``GET /usage`` (cost roll-ups), ``DELETE /cache`` (purge the response cache), ``GET /queue``
-(the job queue) and ``GET /keys`` (each provider key's windows and per-minute history).
+(the job queue) and ``GET /keys`` (each provider key's windows against its limits, and its
+per-minute history). The dashboard's own calls are in ``app.routes.admin_ops``.
 """
 
 from __future__ import annotations
