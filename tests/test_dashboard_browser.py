@@ -44,8 +44,11 @@ WAIT_MS = 15_000  # the page refreshes every 3 s
 def playwright_browser():
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.fail("chromium is not installed (make test installs it: scripts/ensure-debs.sh chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extras")
-    with sync_api.sync_playwright() as playwright:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed (it is in the test extras: pip install -e '.[test]')")
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
