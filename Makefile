@@ -6,8 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/config.yaml
 
-# Debian packages the tests start for real (redis-server, webdis) and the benchmark uses (nginx, wrk).
-TEST_DEBS  := redis-server webdis curl
+# Debian packages the tests start for real (redis-server, webdis; chromium for the dashboard's
+# browser test, driven by Playwright) and the benchmark uses (nginx, wrk).
+TEST_DEBS  := redis-server webdis curl chromium
 BENCH_DEBS := nginx wrk
 
 .PHONY: run test check bench profile clean
@@ -25,8 +26,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The admin API and dashboard (http://127.0.0.1:2906/admin/) are on with an admin key: $ADMIN_API_KEY,
+# or, when it is unset, a random one made for this run and printed here (never logged by the gateway).
 run: $(VENV)/.installed
-	$(BIN)/coo-llm serve --config $(CONFIG)
+	@key="$${ADMIN_API_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(18))')}"; \
+	[ -n "$${ADMIN_API_KEY:-}" ] || echo "admin key for this run (set ADMIN_API_KEY to choose one): $$key"; \
+	ADMIN_API_KEY="$$key" exec $(BIN)/coo-llm serve --config $(CONFIG)
 
 check: $(VENV)/.installed
 	$(BIN)/coo-llm check --config $(CONFIG)

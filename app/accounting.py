@@ -6,7 +6,9 @@ in the provider, key, tokens and cost through its methods, and ``finish`` is cal
 when the client has its answer (for a stream: when the stream ends). For a call the service ran
 (``billable``) ``finish`` also hands one ``UsageEvent`` to the process's ``UsageSink``, which
 appends events to the runtime store in batches (every ``interval`` seconds); the roll-up job
-folds them.
+folds them. Every finished ``/v1/`` request (billable or not: a 401 counts in an error rate) is
+also handed to the sink as a recent request record (``recent_record``), pushed with the same
+batches to the store's capped recent list, which the admin overview and the dashboard read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from loguru import logger
 from adapters.sse import frame
 from app import metrics
 from app.logging import info_line
+from storage.base import RECENT_MAX
 from storage.usage import UsageEvent
 
 
@@ -130,8 +133,11 @@ def finish(record: RequestRecord) -> None:
     if record.error:
         fields["error"] = record.error
     info_line("request", fields)
-    if _sink is not None and record.billable:
-        _sink.add(usage_event(record, latency))
+    if _sink is not None:
+        if record.billable:
+            _sink.add(usage_event(record, latency))
+        if record.route.startswith(RECENT_ROUTES):
+            _sink.add_recent(record, latency)
 
 
 def frames_with_cost(frames: list[bytes], cost: float | None) -> list[bytes]:
@@ -166,6 +172,34 @@ def usage_event(record: RequestRecord, latency: float) -> UsageEvent:
     )
 
 
+# Routes whose requests are recent request records: the API clients call (not the admin API the
+# dashboard itself polls, nor jobs: a queued retry is recorded by the request that waited for it).
+RECENT_ROUTES = "/v1/"
+
+
+def recent_record(record: RequestRecord, latency: float, at: float) -> dict:
+    """What the dashboard shows of one finished request: who, what, how it went. Never a
+    prompt or an answer; ``client`` and ``key`` are masked ids."""
+    return {
+        "id": record.request_id,
+        "at": round(at, 3),
+        "route": record.route,
+        "client": record.client,
+        "model": record.model,
+        "provider": record.provider,
+        "key": record.key_id,
+        "status": record.status,
+        "latency_ms": round(latency * 1000, 2),
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cost_usd": None if record.cost is None else round(record.cost, 8),
+        "cache": record.cache_result,
+        "stream": record.stream,
+        "attempts": record.attempts,
+        "error": record.error,
+    }
+
+
 class UsageSink:
     """Buffers usage events and appends them to the store in batches, off the request path.
 
@@ -178,11 +212,22 @@ class UsageSink:
         self._interval = interval
         self._batch = batch
         self._buffer: list[UsageEvent] = []
+        self._recent: list[tuple[RequestRecord, float, float]] = []  # (record, latency, finished at)
         self._task: asyncio.Task | None = None
         self.on_stored = on_stored  # called with the number of events each time a batch is stored
 
     def add(self, event: UsageEvent) -> None:
         self._buffer.append(event)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    def add_recent(self, record: RequestRecord, latency: float) -> None:
+        """Queue a finished request's recent record; it is built when the batch goes out, off the
+        request's own turn (a finished record no longer changes)."""
+        recent = self._recent
+        recent.append((record, latency, time.time()))
+        if len(recent) > 2 * RECENT_MAX:  # a slow store: keep only what could still be shown
+            del recent[:-RECENT_MAX]
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._flush_forever())
 
@@ -192,6 +237,13 @@ class UsageSink:
             await self.flush()
 
     async def flush(self) -> None:
+        if self._recent:
+            # Only the newest RECENT_MAX can survive in the store's list: the rest need not travel.
+            pending, self._recent = self._recent[-RECENT_MAX:], []
+            try:
+                await self._store.recent_push([recent_record(*entry) for entry in pending])
+            except Exception as error:  # a sample for the dashboard: worth a line, never worth a retry
+                logger.warning("recent request records not stored", records=len(pending), error=repr(error))
         while self._buffer:
             batch, self._buffer = self._buffer[: self._batch], self._buffer[self._batch :]
             try:

@@ -110,6 +110,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Until each process installs its reload handler, a SIGHUP is ignored rather than fatal
     # (ignored signals stay ignored in the worker processes this one starts).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if settings.server.admin_api_key:
+        logger.info(f"admin dashboard: http://{address(host, port)}/admin/ (sign in with server.admin_api_key)")
     loader = AppLoader(factory=partial(build_app, os.path.abspath(args.config)))
     app = loader.load()
     if workers > 1:

@@ -6,7 +6,13 @@ statuses: bounded sets, and never a secret. A model the client invented is never
 resolving them is a measurable part of the hot path.
 
 With ``serve --workers N`` each process writes its own files under ``PROMETHEUS_MULTIPROC_DIR``
-and ``/metrics`` merges them (set up by ``app.cli``).
+and ``/metrics`` merges them (set up by ``app.cli``) into one set of series: counters and
+histograms summed over the processes, and each gauge by the mode its meaning asks for. In-flight
+requests are summed over the live processes; "store degraded" is the worst process's. Gauges
+whose value is a reading of shared state (a key's cooldown end, the queue read from Redis when
+scraped) take the value written last, by whichever process: a reading taken by one process
+is not stale because another process read it earlier (``max`` would keep the highest old
+reading, e.g. a cooldown lifted by ``POST /admin/v1/keys/{label}/reset``).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ FAILOVERS = Counter("coo_llm_failovers_total", "Retries that moved to another pr
 COOLDOWNS = Counter("coo_llm_key_cooldowns_total", "Cooldowns started on a provider key.", ["provider", "key", "reason"])
 COOLDOWN_UNTIL = Gauge(
     "coo_llm_key_cooldown_until_timestamp_seconds", "Unix time until which a key rests (cooling while > time()).",
-    ["provider", "key"], multiprocess_mode="max",
+    ["provider", "key"], multiprocess_mode="mostrecent",
 )
 UNPRICED = Counter(
     "coo_llm_unpriced_requests_total", "Requests served by a model with no known price (their cost is null).", ["provider", "model"]
@@ -76,7 +82,7 @@ CACHE_LOOKUPS = Counter("coo_llm_cache_requests_total", "Chat requests by respon
 CACHE_SAVED = Counter("coo_llm_cache_saved_usd_total", "USD not spent because the answer came from the cache.", ["provider", "model"])
 QUEUE_DEPTH = Gauge(
     "coo_llm_queue_depth", "Jobs in the queue by state: ready (due now), deferred (due later), in_progress.",
-    ["state"], multiprocess_mode="max",
+    ["state"], multiprocess_mode="mostrecent",
 )
 JOBS = Counter("coo_llm_jobs_total", "Background jobs finished, by function and outcome.", ["function", "outcome"])
 JOB_LATENCY = Histogram("coo_llm_job_duration_seconds", "Run time of background jobs.", ["function"], buckets=LATENCY_BUCKETS)
@@ -84,11 +90,11 @@ JOB_LATENCY = Histogram("coo_llm_job_duration_seconds", "Run time of background 
 # web processes also publish every worker's totals, read from Redis when /metrics is scraped.
 QUEUE_JOBS = Gauge(
     "coo_llm_queue_jobs_finished", "Jobs finished by all workers (from Redis), by function and outcome.",
-    ["function", "outcome"], multiprocess_mode="max",
+    ["function", "outcome"], multiprocess_mode="mostrecent",
 )
 QUEUE_JOB_SECONDS = Gauge(
     "coo_llm_queue_job_seconds", "Total run time of jobs finished by all workers (from Redis), by function.",
-    ["function"], multiprocess_mode="max",
+    ["function"], multiprocess_mode="mostrecent",
 )
 DEFERRED = Counter(
     "coo_llm_deferred_requests_total",

@@ -10,7 +10,8 @@
 2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models; on request):
    ``request.ctx.principal`` from the bearer key (config keys, and runtime clients from
    ``app.clients.ClientDirectory``; a plain function, awaiting only for a runtime key this process
-   has not read yet), or 401. The admin blueprints check the admin key instead.
+   has not read yet), or 401. The admin blueprints check the admin key instead; the dashboard's
+   page and assets (``app.dashboard``) need none, and hold no data.
 3. The handler (``app.routes``): parse the body into a ``Call``, hand it to ``app.service``,
    render JSON or SSE. Errors are raised, never returned.
 4. ``render_error`` (exception handler): any exception becomes an OpenAI error envelope with its
@@ -48,8 +49,8 @@ from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
 from app.protocol import TimedProtocol
-from app import metrics
-from app.routes import admin, chat, clients, embeddings, health, messages, models, responses
+from app import dashboard, metrics
+from app.routes import admin, admin_ops, chat, clients, embeddings, health, messages, models, responses
 
 # Request objects die by reference counting; nearly nothing a request allocates needs the cycle
 # collector. At Python's default first threshold (700) a burst of 32 requests in flight started
@@ -218,6 +219,8 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         app.blueprint(blueprint)
     app.blueprint(admin.bp)
     app.blueprint(clients.bp)
+    app.blueprint(admin_ops.bp)
+    app.blueprint(dashboard.bp)
     app.blueprint(health.bp)
 
     @app.exception(Exception)

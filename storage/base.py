@@ -19,6 +19,9 @@ Contract of the window calls:
    count by ``N`` (the real usage), removes the in-flight request and updates health. It returns
    the key's consecutive failure count after this outcome.
 3. ``cool_down(key_id, until)`` keeps the key from being reserved before ``until``.
+   ``reset_key(key_id)`` ends a cooldown now and sets the consecutive failure count to 0 (an
+   operator's "this key is fine again"); windows, in-flight counts and the error and latency
+   averages are left as they are.
 
 Every reservation also counts into the key's per-minute history (requests and tokens of the
 minute it was made in, corrected by ``settle``), kept for dashboards by ``compact``.
@@ -64,6 +67,14 @@ Contract of the record-keeping calls (clients, stored responses, files and batch
    fields)`` deletes fields. With ``ttl`` the whole set expires ``ttl`` seconds after the last
    addition. This is the check-and-reserve behind USD budgets and the progress of batches.
 
+Contract of the dashboard's record of recent requests:
+
+10. Recent requests. ``recent_push(items)`` adds JSON-able dicts (the last of ``items`` is the
+    newest); the store keeps only the newest ``RECENT_MAX`` of everything pushed, by any process.
+    ``recent_list(limit)`` returns up to ``limit`` of them, newest first, as equal dicts. It is a
+    sample for the admin overview (rates and latency percentiles of the last minute across
+    processes), not a ledger: usage events are the ledger.
+
 Timestamps are seconds from ``time.time()``; the caller passes ``now`` so tests and the
 balancer agree on one clock.
 """
@@ -80,6 +91,8 @@ WINDOW_SECONDS = 60.0
 HISTORY_SECONDS = 3 * 3600.0
 # An in-flight mark older than this belongs to a process that died mid-request; it stops counting.
 INFLIGHT_STALE = 900.0
+# Recent request records kept by every backend (contract 10): newest first, the rest dropped.
+RECENT_MAX = 1000
 
 
 class StoreUnavailable(ConnectionError):
@@ -152,6 +165,8 @@ class RuntimeStore(Protocol):
 
     async def cool_down(self, key_id: str, until: float) -> None: ...
 
+    async def reset_key(self, key_id: str) -> None: ...
+
     async def key_states(self, key_ids: list[str], *, window: float, now: float) -> dict[str, KeyState]: ...
 
     async def cache_get(self, key: str, *, now: float) -> CacheEntry | None: ...
@@ -195,6 +210,10 @@ class RuntimeStore(Protocol):
     async def counters_get(self, name: str) -> dict[str, float]: ...
 
     async def counters_drop(self, name: str, fields: Sequence[str]) -> None: ...
+
+    async def recent_push(self, items: Sequence[dict]) -> None: ...
+
+    async def recent_list(self, limit: int) -> list[dict]: ...
 
     async def ping(self) -> bool: ...
 

@@ -5,8 +5,9 @@ What lives where:
 - Hot state stays in memory (a ``MemoryStore``): rate windows, in-flight marks, per-minute
   history and claims. After a restart windows start empty, as with ``memory``.
 - The usage ledger (events), the roll-ups, key health (cooldowns, failure counts, error and
-  latency averages), the response cache, documents (clients, stored responses, files, batches)
-  and counters (budgets, batch progress) are in SQLite and survive restarts.
+  latency averages), the response cache, documents (clients, stored responses, files, batches),
+  counters (budgets, batch progress) and the recent request records (the admin dashboard's) are
+  in SQLite and survive restarts.
 
 Writes are cheap on the request path: usage events and health changes are buffered in memory
 and written by a flusher every ``flush_interval`` seconds (0.75 by default) in one transaction;
@@ -36,7 +37,7 @@ from typing import Any, Callable, Sequence
 import orjson
 from loguru import logger
 
-from storage.base import CacheEntry, KeyState, Refusal, Reservation, WindowLimits
+from storage.base import RECENT_MAX, CacheEntry, KeyState, Refusal, Reservation, WindowLimits
 from storage.memory import MemoryStore
 from storage.usage import METRICS, RETENTION, Dims, Rollup, UsageEvent
 
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE TABLE IF NOT EXISTS counters (
   name TEXT NOT NULL, field TEXT NOT NULL, value REAL NOT NULL, expires_at REAL, PRIMARY KEY (name, field)
 );
+CREATE TABLE IF NOT EXISTS recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
 """
 
 _UPSERT_ROLLUP = (
@@ -149,6 +151,11 @@ class FileStore:
         self._dirty.add(key_id)
         self._start_flusher()
         await self._hot.cool_down(key_id, until)
+
+    async def reset_key(self, key_id: str) -> None:
+        self._dirty.add(key_id)
+        self._start_flusher()
+        await self._hot.reset_key(key_id)
 
     async def key_states(self, key_ids: list[str], *, window: float, now: float) -> dict[str, KeyState]:
         return await self._hot.key_states(key_ids, window=window, now=now)
@@ -313,6 +320,24 @@ class FileStore:
 
     async def counters_drop(self, name: str, fields: Sequence[str]) -> None:
         await self._run(lambda db: db.executemany("DELETE FROM counters WHERE name = ? AND field = ?", [(name, f) for f in fields]))
+
+    # ------------------------------------------------------------------ recent requests (SQLite)
+
+    async def recent_push(self, items: Sequence[dict]) -> None:
+        rows = [(orjson.dumps(item).decode(),) for item in items]
+        if not rows:
+            return
+
+        def push(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.executemany("INSERT INTO recent (body) VALUES (?)", rows)
+                db.execute("DELETE FROM recent WHERE seq <= (SELECT MAX(seq) FROM recent) - ?", (RECENT_MAX,))
+
+        await self._run(push)
+
+    async def recent_list(self, limit: int) -> list[dict]:
+        rows = await self._run(lambda db: db.execute("SELECT body FROM recent ORDER BY seq DESC LIMIT ?", (max(0, limit),)).fetchall())
+        return [orjson.loads(body) for (body,) in rows]
 
     async def ping(self) -> bool:
         return not self._closed

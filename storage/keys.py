@@ -11,6 +11,7 @@ and runs unchanged on Redis Cluster:
 - ``{d:<collection>}``: one collection of documents (clients, stored responses, files,
   batches): each document, the collection's index and its put counter.
 - ``{n:<name>}``: one set of counters (a client's budget periods, a batch's progress).
+- ``{r}``: the capped list of recent request records (the admin dashboard's overview).
 
 The arq queue (``arq:*``) is arq's own; see ``workers.queue``.
 """
@@ -73,5 +74,7 @@ def doc_seq(collection: str) -> str:
 def counters(name: str) -> str:
     return f"{PREFIX}:{{n:{name}}}"  # HASH field -> value
 
+
+RECENT = f"{PREFIX}:{{r}}:recent"  # LIST of request record JSON, newest first, capped at storage.base.RECENT_MAX
 
 QUEUE_STATS = f"{PREFIX}:queue:stats"  # HASH "<function>:<outcome>" -> count, "<function>:seconds" -> total run time

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import orjson
 
-from storage.base import INFLIGHT_STALE, CacheEntry, KeyState, Refusal, Reservation, WindowLimits, ewma
+from storage.base import INFLIGHT_STALE, RECENT_MAX, CacheEntry, KeyState, Refusal, Reservation, WindowLimits, ewma
 from storage.usage import RETENTION, Dims, Rollup, UsageEvent
 
 
@@ -125,6 +125,7 @@ class MemoryStore:
         self._claims: dict[str, tuple[str, float]] = {}
         self._docs: dict[str, dict[str, tuple[dict, float | None]]] = {}  # collection -> id -> (doc, expires at)
         self._counters: dict[str, tuple[dict[str, float], float | None]] = {}  # name -> (fields, expires at)
+        self._recent: deque[dict] = deque(maxlen=RECENT_MAX)  # oldest first
 
     def _key(self, key_id: str) -> _Key:
         state = self._keys.get(key_id)
@@ -176,6 +177,10 @@ class MemoryStore:
     async def cool_down(self, key_id: str, until: float) -> None:
         state = self._key(key_id)
         state.cooldown_until = max(state.cooldown_until, until)
+
+    async def reset_key(self, key_id: str) -> None:
+        state = self._key(key_id)
+        state.cooldown_until, state.failures = 0.0, 0
 
     async def key_states(self, key_ids: list[str], *, window: float, now: float) -> dict[str, KeyState]:
         states = {}
@@ -376,6 +381,14 @@ class MemoryStore:
         if held is not None:
             for field_name in fields:
                 held[0].pop(field_name, None)
+
+    # ------------------------------------------------------------------ recent requests
+
+    async def recent_push(self, items: Sequence[dict]) -> None:
+        self._recent.extend(dict(item) for item in items)  # copies: callers may reuse theirs
+
+    async def recent_list(self, limit: int) -> list[dict]:
+        return [dict(item) for item in islice(reversed(self._recent), max(0, limit))]
 
     async def ping(self) -> bool:
         return True

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import orjson
 
 from storage import keys
-from storage.base import EWMA_ALPHA, INFLIGHT_STALE, CacheEntry, KeyState, Refusal, Reservation, WindowLimits
+from storage.base import EWMA_ALPHA, INFLIGHT_STALE, RECENT_MAX, CacheEntry, KeyState, Refusal, Reservation, WindowLimits
 from storage.redis_scripts import (
     COUNTERS_ADD,
     COUNTERS_DROP,
@@ -49,7 +49,10 @@ from storage.redis_scripts import (
     KEY_FOOTPRINT,
     KEY_STATE,
     READ_HASH,
+    RECENT_LIST,
+    RECENT_PUSH,
     RESERVE,
+    RESET_KEY,
     ROLLUP_APPLY,
     ROLLUP_READ,
     SETTLE,
@@ -133,6 +136,9 @@ class RedisStore:
 
     async def cool_down(self, key_id: str, until: float) -> None:
         await self.transport.run(COOL_DOWN, [keys.provider_key(key_id).health], [num(until), KEY_TTL_MS])
+
+    async def reset_key(self, key_id: str) -> None:
+        await self.transport.run(RESET_KEY, [keys.provider_key(key_id).health], [])
 
     async def key_states(self, key_ids: list[str], *, window: float, now: float) -> dict[str, KeyState]:
         args = (num(now - window), num(now - INFLIGHT_STALE))
@@ -310,6 +316,18 @@ class RedisStore:
     async def counters_drop(self, name: str, fields: Sequence[str]) -> None:
         if fields:
             await self.transport.run(COUNTERS_DROP, [keys.counters(name)], list(fields))
+
+    # ------------------------------------------------------------------ recent requests
+
+    async def recent_push(self, items: Sequence[dict]) -> None:
+        lines = [orjson.dumps(item).decode() for item in items[-RECENT_MAX:]]  # older ones would be cut at once
+        if lines:
+            await self.transport.run(RECENT_PUSH, [keys.RECENT], [RECENT_MAX, *lines])
+
+    async def recent_list(self, limit: int) -> list[dict]:
+        if limit <= 0:
+            return []
+        return [orjson.loads(line) for line in await self.transport.run(RECENT_LIST, [keys.RECENT], [limit]) or []]
 
     async def ping(self) -> bool:
         return await self.transport.ping()

@@ -162,6 +162,15 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 """)
 
+# RESET_KEY: ``RedisStore.reset_key`` (contract 3): the cooldown ends and the failure count is 0.
+#   KEYS: health of one provider key
+#   ->    1 if the key had health state (a key never seen has nothing to reset), else 0
+RESET_KEY = Script("reset_key", """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'cooldown', '0', 'failures', '0')
+return 1
+""")
+
 # KEY_STATE: one key of ``RedisStore.key_states``, expiring old window entries and stale in-flight marks first.
 #   KEYS: window, tokens, inflight, health of one provider key
 #   ARGV: cutoff (now - window), stale before (now - INFLIGHT_STALE)
@@ -424,10 +433,23 @@ return out
 # COUNTERS_DROP: delete fields. KEYS: keys.counters(name) ; ARGV: fields -> removed
 COUNTERS_DROP = Script("counters_drop", "return redis.call('HDEL', KEYS[1], unpack(ARGV))")
 
+# RECENT_PUSH: ``RedisStore.recent_push`` (contract 10): newest at the head, the list cut to its cap.
+#   KEYS: keys.RECENT
+#   ARGV: cap, then item JSON oldest first (LPUSH leaves the last one at the head)
+#   ->    the list's length afterwards
+RECENT_PUSH = Script("recent_push", """
+for i = 2, #ARGV, 1000 do redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+return redis.call('LLEN', KEYS[1])
+""")
+
+# RECENT_LIST: ``RedisStore.recent_list``. KEYS: keys.RECENT ; ARGV: limit (> 0) -> item JSON, newest first
+RECENT_LIST = Script("recent_list", "return redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)")
+
 SCRIPTS = (
     RESERVE, SETTLE, COOL_DOWN, KEY_STATE, COMPACT_KEY, READ_HASH, KEY_FOOTPRINT, CACHE_COUNT, EVENTS_COUNT, CACHE_GET, CACHE_PUT,
     CACHE_INDEX_RANGE, CACHE_PEEK, CACHE_DROP, CACHE_TRIM, EVENTS_APPEND, EVENTS_READ, GET_CURSOR, ROLLUP_APPLY, ROLLUP_READ, CLAIM,
-    DOC_PUT, DOC_DELETE, DOC_INDEX, DOC_READ, DOC_UNINDEX, COUNTERS_ADD, COUNTERS_DROP,
+    DOC_PUT, DOC_DELETE, DOC_INDEX, DOC_READ, DOC_UNINDEX, COUNTERS_ADD, COUNTERS_DROP, RESET_KEY, RECENT_PUSH, RECENT_LIST,
 )
 
 # RedisStore methods that run hot scripts only (the transport bounds them itself: see

@@ -8,10 +8,12 @@ fails or times out, the store turns *degraded*:
 2. Calls on the request path (windows, health, cache) are answered by a per-process
    ``MemoryStore`` from then on, so limits hold per process, not across processes; requests
    never wait on the dead store. Usage events are buffered (up to ``max_pending`` of them).
-3. Background calls (roll-ups, compaction, warming, cache purge, history), job claims, and
+3. Background calls (roll-ups, compaction, warming, cache purge, history), job claims,
    documents and counters (clients, budgets, stored responses, batches: things that exist once)
-   raise ``StoreUnavailable``: jobs retry on their next run, request-path callers decide (a claim
-   must never be granted by two stores at once).
+   and key resets raise ``StoreUnavailable``: jobs retry on their next run, request-path callers
+   decide (a claim must never be granted by two stores at once). Recent request records (a
+   sample for the dashboard, not a ledger) go to and come from the per-process memory instead,
+   so the dashboard shows this process's traffic while the store is away.
 4. A probe pings the primary every ``probe_interval`` seconds. When it answers, the buffered
    events are written to it, the store turns healthy again (one log line, ``on_state(False)``)
    and calls go to the primary again.
@@ -173,6 +175,12 @@ class ResilientStore:
             except StoreUnavailable:
                 pass
 
+    async def reset_key(self, key_id: str) -> None:
+        """Reset in memory too (a fallback must not keep a cooldown the operator lifted), then in
+        the shared store, which must answer: ``StoreUnavailable`` otherwise."""
+        await self.fallback.reset_key(key_id)
+        await self._shared("reset_key", key_id)
+
     async def key_states(self, key_ids: list[str], **kwargs: Any):
         return await self._either("key_states", key_ids, **kwargs)
 
@@ -268,6 +276,25 @@ class ResilientStore:
 
     async def counters_drop(self, name: str, fields) -> None:
         return await self._shared("counters_drop", name, fields)
+
+    # ------------------------------------------------------------------ recent requests: memory while degraded
+
+    async def recent_push(self, items: Sequence[dict]) -> None:
+        """Never raises: a record that cannot reach the shared list is kept in this process only."""
+        if not self.degraded:
+            try:
+                return await self._primary("recent_push", items, timeout=self.bulk_timeout)
+            except StoreUnavailable:
+                pass
+        await self.fallback.recent_push(items)
+
+    async def recent_list(self, limit: int) -> list[dict]:
+        if not self.degraded:
+            try:
+                return await self._primary("recent_list", limit, timeout=self.bulk_timeout)
+            except StoreUnavailable:
+                pass
+        return await self.fallback.recent_list(limit)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -214,6 +214,9 @@ def test_the_build_stage_context_is_enough_to_build_the_wheel(tmp_path):
     for license_file in declared:  # setuptools only warns when one is missing from the context
         assert any(name.endswith(f".dist-info/licenses/{license_file}") for name in names), license_file
     assert "app/cli.py" in names
+    # The dashboard's page ships inside the package (no build step, nothing fetched at run time).
+    assets = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "app/dashboard/static").iterdir() if path.is_file())
+    assert assets and set(assets) <= set(names), set(assets) - set(names)
 
 def test_the_scale_out_example_config_is_valid():
     env = {**os.environ, "COO_CLIENT_KEY": "client"}

@@ -43,6 +43,10 @@ def test_degrades_to_memory_and_recovers_by_itself(kind, tmp_path):
             await store.append_events([UsageEvent(at=time.time(), request_id="during-outage")])
             with pytest.raises(StoreUnavailable):
                 await store.rollup_cursor()  # background work waits for the real store
+            with pytest.raises(StoreUnavailable):
+                await store.reset_key("p#1")  # the shared cooldown cannot be lifted from here
+            await store.recent_push([{"id": "seen-here"}])  # the dashboard's sample: kept in this process
+            assert await store.recent_list(5) == [{"id": "seen-here"}]
             assert store.fallbacks == 1 and changes == [True]  # logged and counted once
 
             redis.start()
@@ -54,6 +58,7 @@ def test_degrades_to_memory_and_recovers_by_itself(kind, tmp_path):
             assert [e.request_id for _, e in events] == ["during-outage"]  # buffered, then replayed
             again = await store.reserve("p#1", tokens=1, limits=limits, now=time.time())
             assert isinstance(again, Reservation) and not again.entry_id.startswith("local:")
+            assert await store.recent_list(5) == []  # back on the shared list (the restarted Redis is empty)
         finally:
             await store.close()
 

@@ -19,6 +19,7 @@ import pytest
 
 from app.config import RuntimeStorage
 from storage import CacheEntry, Refusal, Reservation, UsageEvent, WindowLimits, open_store
+from storage.base import RECENT_MAX
 from storage.usage import fold, plan_buckets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,6 +145,34 @@ def test_settle_tracks_failures_error_rate_and_latency(storage_config):
         assert state.latency == pytest.approx(0.2)
 
     run_with(storage_config, scenario)
+
+
+def test_reset_key_ends_the_cooldown_and_clears_failures_and_nothing_else(storage_config):
+    async def scenario(store):
+        limits = WindowLimits(requests=10, tokens=None)
+        for _ in range(2):
+            lease = await store.reserve("p#1", tokens=5, limits=limits, now=T0)
+            await store.settle(lease, tokens=5, failed=True, latency=None, now=T0)
+        await store.cool_down("p#1", T0 + 300)
+        before = (await store.key_states(["p#1"], window=60, now=T0 + 1))["p#1"]
+        refused = await store.reserve("p#1", tokens=5, limits=limits, now=T0 + 1)
+        await store.reset_key("p#1")
+        await store.reset_key("never-seen#1")  # nothing to reset: harmless, and creates nothing to see
+        after = await store.key_states(["p#1", "never-seen#1"], window=60, now=T0 + 2)
+        admitted = await store.reserve("p#1", tokens=5, limits=limits, now=T0 + 2)
+        await store.cool_down("p#1", T0 + 100)  # a later cooldown counts from zero, not from the lifted one
+        cooling = await store.reserve("p#1", tokens=5, limits=limits, now=T0 + 50)
+        return before, refused, after, admitted, cooling
+
+    before, refused, after, admitted, cooling = run_with(storage_config, scenario)
+    assert before.cooldown_until == pytest.approx(T0 + 300) and before.failures == 2
+    assert isinstance(refused, Refusal) and refused.reason == "cooldown"
+    state = after["p#1"]
+    assert state.cooldown_until == 0 and state.failures == 0
+    assert state.requests == 2 and state.error_rate == pytest.approx(before.error_rate)  # window and averages untouched
+    assert (after["never-seen#1"].cooldown_until, after["never-seen#1"].failures, after["never-seen#1"].requests) == (0, 0, 0)
+    assert isinstance(admitted, Reservation)
+    assert isinstance(cooling, Refusal) and cooling.reason == "cooldown" and cooling.retry_after == pytest.approx(50.0)
 
 
 def test_concurrent_reservations_never_exceed_the_limit(storage_config):
@@ -494,3 +523,46 @@ def test_client_budgets_and_windows_hold_across_governors(storage_config):
     day = [name for name in spent if name.startswith("usd:") and len(name) == 14]
     assert spent[day[0]] == pytest.approx(0.05 + 2 * each) and spent[day[0].replace("usd:", "req:")] == 1
     assert sum(1 for r in window if isinstance(r, ClientRateLimited)) == 2
+
+# ---------------------------------------------------------------------------------- recent requests
+
+
+def test_recent_requests_come_back_newest_first_and_only_the_newest_are_kept(storage_config):
+    async def scenario(store):
+        empty = await store.recent_list(10)
+        await store.recent_push([{"id": "r1", "n": 1, "cost": None, "ok": True}])
+        await store.recent_push([{"id": f"r{i}", "n": i, "cost": 0.5 * i, "ok": False} for i in range(2, 6)])
+        await store.recent_push([])
+        top = await store.recent_list(3)
+        everything = await store.recent_list(100)
+        nothing = await store.recent_list(0)
+        many = [{"id": f"b{i}", "n": i} for i in range(RECENT_MAX + 5)]
+        await store.recent_push(many[:600])
+        await store.recent_push(many[600:])
+        full = await store.recent_list(RECENT_MAX + 100)
+        return empty, top, everything, nothing, full
+
+    empty, top, everything, nothing, full = run_with(storage_config, scenario)
+    assert empty == [] and nothing == []
+    assert top == [{"id": "r5", "n": 5, "cost": 2.5, "ok": False}, {"id": "r4", "n": 4, "cost": 2.0, "ok": False}, {"id": "r3", "n": 3, "cost": 1.5, "ok": False}]
+    assert [item["n"] for item in everything] == [5, 4, 3, 2, 1] and everything[-1] == {"id": "r1", "n": 1, "cost": None, "ok": True}
+    assert [item["n"] for item in full] == list(range(RECENT_MAX + 4, 4, -1))  # the newest RECENT_MAX, newest first
+
+
+def test_recent_requests_of_two_processes_land_in_one_list_on_shared_backends(storage_config):
+    async def scenario(store):
+        if not store.shared:
+            return None
+        other = open_store(storage_config, resilient=False)
+        try:
+            await store.recent_push([{"id": "a1"}])
+            await other.recent_push([{"id": "b1"}, {"id": "b2"}])
+            await store.recent_push([{"id": "a2"}])
+            return [item["id"] for item in await other.recent_list(10)]
+        finally:
+            await other.close()
+
+    ids = run_with(storage_config, scenario)
+    if ids is None:
+        pytest.skip(f"{storage_config.type} keeps state per process")
+    assert ids == ["a2", "b2", "b1", "a1"]

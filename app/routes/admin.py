@@ -3,7 +3,8 @@
 ``GET /config``, ``POST /config/validate``; and for running many processes as one gateway:
 ``GET /usage`` (cost roll-ups; by client with each client's name), ``DELETE /cache`` (purge the
 response cache), ``GET /queue`` (the job queue) and ``GET /keys`` (each provider key's windows
-and per-minute history). Client keys are in ``app.routes.clients``.
+against its limits, and its per-minute history). Client keys are in ``app.routes.clients``; the
+dashboard's own calls are in ``app.routes.admin_ops``.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ async def validate_config(request: Request):
 # ---------------------------------------------------------------------------------- operations (issue 4)
 
 
-def _storage_unavailable(error: Exception) -> GatewayError:
+def storage_unavailable(error: Exception) -> GatewayError:
     return StorageUnavailable(error, retry_after=None)
 
 
@@ -117,7 +118,7 @@ async def usage(request: Request):
     try:
         report = await usage_report(request.app.ctx.store, start=start, end=end, group_by=group_by)
     except StoreUnavailable as error:
-        raise _storage_unavailable(error) from None
+        raise storage_unavailable(error) from None
     if group_by == "client":
         names = client_names(request)
         for row in report["data"]:
@@ -137,7 +138,7 @@ async def purge_cache(request: Request):
     try:
         deleted = await request.app.ctx.store.cache_purge()
     except StoreUnavailable as error:
-        raise _storage_unavailable(error) from None
+        raise storage_unavailable(error) from None
     return json({"object": "cache.purge", "deleted": deleted})
 
 
@@ -147,12 +148,17 @@ async def queue(request: Request):
     try:
         return json(await request.app.ctx.queue.snapshot())
     except Exception as error:  # Redis down: say so in the envelope, not with a traceback
-        raise _storage_unavailable(error) from None
+        raise storage_unavailable(error) from None
+
+
+def _limits_of(limits) -> dict:
+    """A provider's per-key limits (``app.config.Limits``) as ``/keys`` shows them; None: unlimited."""
+    return {"requests": limits.req_per_min, "tokens": limits.tokens_per_min, "window_s": WINDOW_SECONDS}
 
 
 @bp.get("/keys")
 async def keys(request: Request):
-    """Each provider key's windows now and its per-minute history (``?minutes=``, default 60)."""
+    """Each provider key's windows now, against its limits, and its per-minute history (``?minutes=``, default 60)."""
     try:
         minutes = int(request.args.get("minutes") or 60)
     except ValueError:
@@ -160,20 +166,24 @@ async def keys(request: Request):
     if not 0 < minutes <= 24 * 60:
         raise InvalidRequest("'minutes' must be a whole number from 1 to 1440.", param="minutes", code="invalid_value")
     ctx = request.app.ctx
-    labels = {key.id: key.label for pool in ctx.service.balancer.keys.values() for key in pool}
-    key_ids = list(labels)
+    by_id = {key.id: key for pool in ctx.service.balancer.keys.values() for key in pool}
+    limits = {p.id: p.limits for p in ctx.settings.llm_providers}
+    key_ids = list(by_id)
     now = time.time()
     try:
         states = await ctx.store.key_states(key_ids, window=WINDOW_SECONDS, now=now)
         history = await ctx.store.key_history(key_ids, since=now - 60 * minutes)
     except StoreUnavailable as error:
-        raise _storage_unavailable(error) from None
+        raise storage_unavailable(error) from None
     data = [
         {
-            "id": labels[key_id],
+            "id": by_id[key_id].label,
             "state_id": key_id,
+            "provider": by_id[key_id].provider_id,
             "window": {"requests": state.requests, "tokens": state.tokens, "inflight": state.inflight},
+            "limits": _limits_of(limits[by_id[key_id].provider_id]),
             "cooldown_until": state.cooldown_until if state.cooldown_until > now else None,
+            "cooldown_left_s": round(state.cooldown_until - now, 3) if state.cooldown_until > now else 0,
             "failures": state.failures,
             "error_rate": round(state.error_rate, 4),
             "latency_s": round(state.latency, 4),
