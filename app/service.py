@@ -139,10 +139,16 @@ class Service:
 
     # ----------------------------------------------------------------- entry points
 
+    def _begin(self, call: Call, record: RequestRecord) -> Plan:
+        """Steps 1 and 2 for a call the record is charged for; its request span (if traced) learns the call."""
+        record.billable = True
+        if record.trace is not None:
+            record.trace.call(call)
+        return self.plan(call)
+
     async def answer(self, call: Call, record: RequestRecord) -> ChatResult:
         """One JSON answer (steps 1-6)."""
-        record.billable = True
-        plan = self.plan(call)
+        plan = self._begin(call, record)
         hit = await self._cached(plan, record)
         if hit is not None:
             await call.endpoint.keep(self, call, hit)
@@ -159,9 +165,8 @@ class Service:
 
     async def open_stream(self, call: Call, record: RequestRecord) -> "Relay":
         """A stream whose first frames exist (steps 1-4); the ``Relay`` settles the rest."""
-        record.billable = True
         record.stream = True
-        plan = self.plan(call)
+        plan = self._begin(call, record)
         hit = await self._cached(plan, record)
         if hit is not None:
             relay = Relay(self, plan, record, replay=call.endpoint.replay(call, hit), cached=hit)
@@ -172,8 +177,7 @@ class Service:
 
     async def execute(self, call: Call, record: RequestRecord) -> ChatResult:
         """Steps 1, 2 and 4 only: no cache and no queue (a queued retry runs this in a worker)."""
-        record.billable = True
-        plan = self.plan(call)
+        plan = self._begin(call, record)
         return await self._attempts(plan, record, self._send)
 
     async def _cached(self, plan: Plan, record: RequestRecord) -> bytes | None:
@@ -215,8 +219,11 @@ class Service:
             record.served_by(target.provider_id, lease.key.label, target.model, target.listed)
             if last_lease is not None:
                 self._count_retry(last_lease, lease, last)
+            timeout = min(remaining, target.timeout) if target.timeout else remaining
             try:
-                return await attempt(plan, lease, record, min(remaining, target.timeout) if target.timeout else remaining)
+                if record.trace is None:
+                    return await attempt(plan, lease, record, timeout)
+                return await record.trace.attempt(attempt, plan, lease, record, timeout, number)  # in its span (app.telemetry)
             except UpstreamError as error:
                 failure = error
             except asyncio.CancelledError:
@@ -424,8 +431,10 @@ class Relay:
         self._failure: UpstreamError | None = None
         self._sent = 0
         self._caching = plan.cache is not None and plan.cache.store and replay is None
-        self._assembler = None if replay is not None else plan.call.endpoint.assembler(plan.call, translator, caching=self._caching)
+        wanted = self._caching or (record.trace is not None and record.trace.wants_answer)  # content capture reads the answer
+        self._assembler = None if replay is not None else plan.call.endpoint.assembler(plan.call, translator, caching=wanted)
         self.delivered = False  # the client got the last frame
+        self.attempt_trace = None  # the upstream attempt's span (``app.telemetry.AttemptTrace``), ended on close
 
     async def _pull(self) -> bool:
         """Read upstream until frames are pending; False when the upstream stream has ended."""
@@ -505,6 +514,7 @@ class Relay:
 
     async def _close(self) -> None:
         record = self._record
+        body = None
         try:
             if self.lease is not None:
                 self._upstream.close()
@@ -527,4 +537,6 @@ class Relay:
                 call = self._plan.call
                 await call.endpoint.keep(self._service, call, self._cached)
         finally:
+            if self.attempt_trace is not None:
+                self.attempt_trace.close(record, body=body if self.delivered else None, failure=self._failure)
             finish(record)
