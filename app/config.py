@@ -741,7 +741,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
             return [walk(v, field) for v in node]
         if field in SECRET_FIELDS and isinstance(node, str):
             return mask_secret(node)
-        if field == "url" and isinstance(node, str):
+        if field in ("url", "otlp_endpoint") and isinstance(node, str):
             return re.sub(r"//([^@/]*)@", "//****@", node)  # redis://:password@host
         return node
 

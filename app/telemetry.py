@@ -138,7 +138,7 @@ class Tracer:
     def request(self, headers: Mapping[str, str], record: "RequestRecord", *, method: str, route: str) -> "RequestTrace":
         """Start the request span (named ``{method} {route}`` until the call is known), the child
         of the client's ``traceparent`` / ``tracestate`` in ``headers`` if it sent them."""
-        parent = self.propagator.extract(headers)
+        parent = self.propagator.extract(headers) if "traceparent" in headers else None
         span = self.tracer.start_span(
             f"{method} {route}",
             context=parent,
@@ -195,14 +195,8 @@ class RequestTrace:
         span.update_name(f"{operation} {call.model}")
         if not span.is_recording():
             return
-        self.params = request_params(call)
-        span.set_attributes({
-            "gen_ai.operation.name": operation,
-            "gen_ai.request.model": call.model,
-            "coo_llm.endpoint": endpoint,
-            "coo_llm.stream": call.stream,
-            **self.params,
-        })
+        self.params = request_params(call)  # on the attempt (inference) spans: each attribute costs its export
+        span.set_attributes({"gen_ai.operation.name": operation, "gen_ai.request.model": call.model, "coo_llm.stream": call.stream})
         if self.tracer.capture_content:
             messages = input_messages(call)
             if messages is not None:
@@ -215,25 +209,24 @@ class RequestTrace:
         target = lease.target
         request = plan.requests[id(target)]
         operation = attempt_operation(self.endpoint, target.kind)
-        span = tracer.tracer.start_span(f"{operation} {target.model}", context=self.context, kind=tracer.CLIENT)
-        if span.is_recording():
-            address, port = tracer.server_of(request.url)
-            span.set_attributes({
-                "gen_ai.operation.name": operation,
-                "gen_ai.provider.name": PROVIDER_NAMES.get(target.kind, target.kind),
-                "gen_ai.request.model": target.model,
-                "server.address": address,
-                "server.port": port,
-                "coo_llm.provider.id": target.provider_id,
-                "coo_llm.provider.type": target.kind,
-                "coo_llm.key": lease.key.label,
-                "coo_llm.attempt": number,
-                **self.params,
-            })
-            if self.endpoint == "responses" and target.native_responses:
-                span.set_attribute("openai.api.type", "responses")
-        headers = dict(request.headers) if request.headers else {}
-        tracer.propagator.inject(headers, context=tracer.in_context(span, self.context))
+        address, port = tracer.server_of(request.url)
+        attributes = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": PROVIDER_NAMES.get(target.kind, target.kind),
+            "gen_ai.request.model": target.model,
+            "server.address": address,
+            "server.port": port,
+            "coo_llm.provider.id": target.provider_id,
+            "coo_llm.key": lease.key.label,
+            "coo_llm.attempt": number,
+            **self.params,
+        }
+        if target.kind == "custom":
+            attributes["coo_llm.provider.type"] = "custom"  # reported as openai (``PROVIDER_NAMES``)
+        if self.endpoint == "responses" and target.native_responses:
+            attributes["openai.api.type"] = "responses"
+        span = tracer.tracer.start_span(f"{operation} {target.model}", context=self.context, kind=tracer.CLIENT, attributes=attributes)
+        headers = {**request.headers, **trace_headers(span.get_span_context())} if request.headers else trace_headers(span.get_span_context())
         traced = replace(plan, requests={**plan.requests, id(target): replace(request, headers=headers)})
         attempt_trace = AttemptTrace(self, span)
         try:
@@ -275,9 +268,10 @@ class RequestTrace:
                 attributes["coo_llm.saved_usd"] = record.saved
             if record.deferred:
                 attributes["coo_llm.deferred"] = record.deferred
-            answer = self.answer
+            answer = self.answer  # its id and finish reasons are on the attempt span that got it
             if answer is not None:
-                attributes.update(answer.attributes())
+                if isinstance(answer.model, str):
+                    attributes["gen_ai.response.model"] = answer.model
                 if answer.output is not None:
                     attributes["gen_ai.output.messages"] = self.tracer.scrub(orjson.dumps(answer.output).decode())
             error_type = self.stream_failure
@@ -334,6 +328,17 @@ class AttemptTrace:
             span.set_attribute("error.type", failure.outcome.value)
             _set_error(span, failure.outcome.value)
         span.end()
+
+
+def trace_headers(context) -> dict[str, str]:
+    """W3C Trace Context headers (version 00) naming ``context`` as the parent; the client's
+    ``tracestate`` travels on unchanged."""
+    if not context.is_valid:
+        return {}
+    headers = {"traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"}
+    if context.trace_state:
+        headers["tracestate"] = context.trace_state.to_header()
+    return headers
 
 
 def _set_error(span, description: str) -> None:

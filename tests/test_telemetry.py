@@ -252,6 +252,30 @@ def test_anthropic_messages_and_embeddings_get_their_operations(fake):
     assert by_name[("embeddings emb-tele", SpanKind.SERVER)].attributes["gen_ai.operation.name"] == "embeddings"
 
 
+def test_the_responses_api_is_a_chat_operation_with_its_output_read(fake):
+    from app.responses_store import ResponseStore
+    from app.routes.responses import responses_call
+
+    async def scenario():
+        async with InProcess(fake.url, capture_content=True) as gw:
+            body = {"model": "gpt-tele", "instructions": "be kind", "input": "hello there", "max_output_tokens": 40, "store": False}
+            await gw.unary(await responses_call(body, PRINCIPAL, ResponseStore.of(gw.service)))
+            return gw.spans()
+
+    spans = asyncio.run(scenario())
+    [request] = [s for s in spans if s.kind is SpanKind.SERVER]
+    [attempt] = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert request.name == "chat gpt-tele" and request.attributes["gen_ai.operation.name"] == "chat"
+    assert attempt.attributes["gen_ai.request.max_tokens"] == 40 and attempt.attributes["gen_ai.response.id"].startswith("resp_")
+    assert tuple(attempt.attributes["gen_ai.response.finish_reasons"]) == ("stop",)
+    assert json.loads(request.attributes["gen_ai.input.messages"]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "be kind"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "hello there"}]},
+    ]
+    [output] = json.loads(request.attributes["gen_ai.output.messages"])
+    assert output == {"role": "assistant", "parts": [{"type": "text", "content": "echo: hello there"}], "finish_reason": "stop"}
+
+
 def test_a_request_that_fails_carries_the_gateway_error_code(fake):
     async def scenario():
         async with InProcess(fake.url) as gw:
@@ -296,6 +320,13 @@ def test_telemetry_is_off_unless_an_endpoint_is_given(fake):
     with pytest.raises(ConfigError) as caught:
         settings_from_data(gateway_config(fake.url, telemetry={"otlp_endpoint": "collector:4318"}))
     assert "telemetry.otlp_endpoint" in str(caught.value.problems)
+
+
+def test_credentials_in_the_collector_url_are_masked_in_the_config_dump(fake):
+    from app.config import masked_dump
+
+    settings = settings_from_data(gateway_config(fake.url, telemetry={"otlp_endpoint": "https://team:s3cr3t-token@collector.example:4318"}))
+    assert masked_dump(settings)["telemetry"]["otlp_endpoint"] == "https://****@collector.example:4318"
 
 
 def test_telemetry_off_imports_nothing_from_opentelemetry(tmp_path):
