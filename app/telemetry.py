@@ -245,20 +245,15 @@ class RequestTrace:
         span = self.span
         if span.is_recording():
             attributes: dict[str, Any] = {"http.response.status_code": record.status, "coo_llm.attempts": record.attempts}
+            # Token usage, the key and the upstream's answer details are on the attempt spans only:
+            # a backend summing gen_ai.usage.* over a trace must not count a request twice.
             kind = self.tracer.kinds.get(record.provider)
             if kind is not None:
                 attributes["gen_ai.provider.name"] = PROVIDER_NAMES.get(kind, kind)
-                attributes["coo_llm.provider.id"] = record.provider
-            if record.key_id:
-                attributes["coo_llm.key"] = record.key_id
             if record.client:
                 attributes["coo_llm.client"] = record.client
             if record.model:
                 attributes["gen_ai.response.model"] = record.model
-            if record.billable and not record.cache_hit:
-                attributes["gen_ai.usage.input_tokens"] = record.prompt_tokens
-                if self.endpoint != "embeddings":
-                    attributes["gen_ai.usage.output_tokens"] = record.completion_tokens
             if record.cost is not None and record.billable:
                 attributes["coo_llm.cost_usd"] = record.cost
             if record.cache_result:

@@ -47,7 +47,7 @@ CLIENT_TRACEPARENT = f"00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"
 def gateway_config(upstream_url: str, **extra) -> dict:
     return config(
         [
-            provider("tele", upstream_url, PROVIDER_KEYS, models=["gpt-tele", "emb-tele"]),
+            provider("tele", upstream_url, PROVIDER_KEYS, models=["gpt-tele", "emb-tele"], pricing={"input_token_cost": 0.001, "output_token_cost": 0.002}),
             provider("claude", upstream_url, ["sk-ant-tele-0123456789abcdef"], type="anthropic", models=["claude-tele"]),
         ],
         client_keys=[{"key": CLIENT_KEY}],
@@ -147,8 +147,9 @@ def test_a_unary_chat_is_a_server_span_with_one_client_span_per_attempt(fake):
     assert (a["server.address"], a["server.port"]) == ("127.0.0.1", fake.port)
     assert (a["coo_llm.key"], a["coo_llm.attempt"], a["coo_llm.provider.id"]) == ("tele#1", 1, "tele")
     r = request.attributes
-    assert (r["gen_ai.usage.input_tokens"], r["gen_ai.usage.output_tokens"]) == (11, 7)
+    assert "gen_ai.usage.input_tokens" not in r  # usage is counted once per trace: on the attempts
     assert r["gen_ai.provider.name"] == "openai" and r["coo_llm.attempts"] == 1 and r["http.response.status_code"] == 200
+    assert r["coo_llm.cost_usd"] == pytest.approx((11 * 0.001 + 7 * 0.002) / 1000) and r["coo_llm.request_id"] == "req_test"
     assert "gen_ai.input.messages" not in r and "gen_ai.output.messages" not in r  # content is opt-in
     # The upstream got the attempt span's context, and the client's tracestate.
     [sent] = fake.requests
@@ -479,7 +480,7 @@ def test_a_real_gateway_exports_genai_spans_over_otlp_http(traced_gateway, fake,
     assert (a["server.address"], a["server.port"], a["coo_llm.key"]) == ("127.0.0.1", fake.port, "tele#1")
     r = attrs(plain_request)
     assert r["coo_llm.client"].startswith("ck-") and r["http.response.status_code"] == 200
-    assert (r["gen_ai.usage.input_tokens"], r["gen_ai.usage.output_tokens"]) == (9, 4)
+    assert r["gen_ai.operation.name"] == "chat" and r["gen_ai.provider.name"] == "openai" and r["gen_ai.request.model"] == "gpt-tele"
 
     stream_request, [stream_attempt] = request_with("streamed")
     assert attrs(stream_request)["coo_llm.stream"] is True and attrs(stream_attempt)["gen_ai.usage.output_tokens"] == 3
