@@ -209,6 +209,10 @@ class RequestTrace:
         target = lease.target
         request = plan.requests[id(target)]
         operation = attempt_operation(self.endpoint, target.kind)
+        name = f"{operation} {target.model}"
+        if not self.span.is_recording():  # sampled out: so is its child, which only carries the context
+            span = tracer.tracer.start_span(name, context=self.context, kind=tracer.CLIENT)
+            return await self._run(attempt, span, plan, lease, record, timeout)
         address, port = tracer.server_of(request.url)
         attributes = {
             "gen_ai.operation.name": operation,
@@ -225,9 +229,15 @@ class RequestTrace:
             attributes["coo_llm.provider.type"] = "custom"  # reported as openai (``PROVIDER_NAMES``)
         if self.endpoint == "responses" and target.native_responses:
             attributes["openai.api.type"] = "responses"
-        span = tracer.tracer.start_span(f"{operation} {target.model}", context=self.context, kind=tracer.CLIENT, attributes=attributes)
+        span = tracer.tracer.start_span(name, context=self.context, kind=tracer.CLIENT, attributes=attributes)
+        return await self._run(attempt, span, plan, lease, record, timeout)
+
+    async def _run(self, attempt, span, plan, lease, record: "RequestRecord", timeout: float):
+        """The attempt with ``span``'s trace headers on its upstream request; ``span`` ends with
+        the attempt, or with the stream's relay."""
+        request = plan.requests[id(lease.target)]
         headers = {**request.headers, **trace_headers(span.get_span_context())} if request.headers else trace_headers(span.get_span_context())
-        traced = replace(plan, requests={**plan.requests, id(target): replace(request, headers=headers)})
+        traced = replace(plan, requests={**plan.requests, id(lease.target): replace(request, headers=headers)})
         attempt_trace = AttemptTrace(self, span)
         try:
             result = await attempt(traced, lease, record, timeout)

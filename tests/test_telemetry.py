@@ -73,9 +73,10 @@ class InProcess:
     """The real service path with an in-memory span exporter: ``run`` drives one request the
     way the app does (span at the start, the call, ``finish`` at the end)."""
 
-    def __init__(self, upstream_url: str, *, capture_content: bool = False, cache: bool = False) -> None:
+    def __init__(self, upstream_url: str, *, capture_content: bool = False, cache: bool = False, sample_ratio: float = 1.0) -> None:
         policy = {"cache": {"enabled": True}} if cache else None
-        self.settings = settings_from_data(gateway_config(upstream_url, policy=policy, telemetry={"capture_content": capture_content}))
+        telemetry = {"capture_content": capture_content, "sample_ratio": sample_ratio}
+        self.settings = settings_from_data(gateway_config(upstream_url, policy=policy, telemetry=telemetry))
         self.exporter = InMemorySpanExporter()
 
     async def __aenter__(self) -> "InProcess":
@@ -304,6 +305,22 @@ def test_a_cache_hit_says_so_and_makes_no_attempt_span(fake):
     assert [s.attributes["coo_llm.cache"] for s in requests] == ["miss", "hit"]
     assert requests[1].attributes["coo_llm.cache_hit"] is True and requests[1].attributes["coo_llm.attempts"] == 0
     assert len([s for s in spans if s.kind is SpanKind.CLIENT]) == 1
+
+
+def test_a_sampled_out_request_records_nothing_but_still_passes_its_context_on(fake):
+    async def scenario():
+        async with InProcess(fake.url, sample_ratio=0.0) as gw:
+            await gw.unary(chat_call(chat_body("not sampled"), PRINCIPAL))
+            await gw.unary(chat_call(chat_body("sampled by its client"), PRINCIPAL), headers={"traceparent": CLIENT_TRACEPARENT})
+            return gw.spans()
+
+    spans = asyncio.run(scenario())
+    assert sorted(s.kind.name for s in spans) == ["CLIENT", "SERVER"]  # only the client's sampled trace
+    assert all(format(s.context.trace_id, "032x") == CLIENT_TRACE_ID for s in spans)
+    unsampled, sampled = (header(r, "traceparent") for r in fake.requests)
+    sampled_bit = lambda value: int(traceparent_parts(value)[2], 16) & 1  # noqa: E731 - bit 1 may say "random"
+    assert (sampled_bit(unsampled), sampled_bit(sampled)) == (0, 1)
+    assert traceparent_parts(unsampled)[0] != CLIENT_TRACE_ID
 
 
 # --------------------------------------------------------------------------- off, and config
