@@ -63,6 +63,7 @@ OPERATIONS = {"chat": "chat", "embeddings": "embeddings", "responses": "chat", "
 DEFAULT_PORTS = {"https": 443, "http": 80}
 TRACES_PATH = "/v1/traces"
 _ERROR_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
+MAX_MODEL_NAME = 256
 
 
 def endpoint_from(settings, environ: Mapping[str, str] = os.environ) -> str | None:
@@ -191,12 +192,13 @@ class RequestTrace:
         """The call is known: name the span, record the request's GenAI attributes."""
         self.endpoint = endpoint = call.endpoint.name
         operation = OPERATIONS.get(endpoint, endpoint)
+        model = call.model[:MAX_MODEL_NAME]  # the client's word: any length until the catalog refuses it
         span = self.span
-        span.update_name(f"{operation} {call.model}")
+        span.update_name(f"{operation} {model}")
         if not span.is_recording():
             return
         self.params = request_params(call)  # on the attempt (inference) spans: each attribute costs its export
-        span.set_attributes({"gen_ai.operation.name": operation, "gen_ai.request.model": call.model, "coo_llm.stream": call.stream})
+        span.set_attributes({"gen_ai.operation.name": operation, "gen_ai.request.model": model, "coo_llm.stream": call.stream})
         if self.tracer.capture_content:
             messages = input_messages(call)
             if messages is not None:

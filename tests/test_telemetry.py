@@ -208,6 +208,25 @@ def test_a_stream_attempt_span_ends_when_the_relay_closes(fake):
     assert json.loads(request.attributes["gen_ai.input.messages"]) == [{"role": "user", "parts": [{"type": "text", "content": "stream it"}]}]
 
 
+def test_a_stream_that_breaks_after_its_first_frame_is_an_error_on_both_spans(fake):
+    fake.script(PROVIDER_KEYS[0], Step(chunks=6, drop_after=3))
+
+    async def scenario():
+        async with InProcess(fake.url) as gw:
+            record = gw.record("/v1/chat/completions")
+            relay = await gw.service.open_stream(chat_call(chat_body("break", stream=True), PRINCIPAL), record)
+            async with relay:
+                pieces = [piece async for piece in relay]
+            return pieces, gw.spans()
+
+    pieces, spans = asyncio.run(scenario())
+    assert b"stream_interrupted" in pieces[-1]  # the client got the error frame
+    [attempt] = [s for s in spans if s.kind is SpanKind.CLIENT]
+    [request] = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert attempt.attributes["error.type"] == request.attributes["error.type"] == "connect"
+    assert attempt.status.status_code is request.status.status_code is StatusCode.ERROR
+
+
 def test_content_capture_records_messages_in_the_conventions_schema_without_secrets(fake):
     async def scenario():
         async with InProcess(fake.url, capture_content=True) as gw:
