@@ -13,7 +13,8 @@ whose first frames are already in hand. Both run the same steps:
    anywhere is a 429 with ``Retry-After``), send with the key's headers, translate through the
    call's ``Endpoint``. A retryable failure moves on to the next candidate (keys already tried go
    last) within ``retry.max_attempts`` and ``retry.timeout``; other 4xx go back to the client as
-   the upstream said them. A stream fails over only until its first frame exists.
+   the upstream said them. A stream fails over only until its first frame exists. With
+   telemetry on (``record.trace``, ``app.telemetry``) each attempt runs in its own span.
 5. Waiting: a live unary request whose attempts ended in an error that waiting can fix
    (``GatewayError.retry_later``) goes to the job queue when ``policy.retry.queue`` is on
    (``app.deferral``).
