@@ -3,7 +3,8 @@
 A ``RequestRecord`` is made once per request, by the first middleware (``app.server``) or by
 whoever runs a call without an HTTP client (cache warming); the service (``app.service``) fills
 in the provider, key, tokens and cost through its methods, and ``finish`` is called exactly once
-when the client has its answer (for a stream: when the stream ends). For a call the service ran
+when the client has its answer (for a stream: when the stream ends); it also ends the request's
+span when telemetry is on (``record.trace``, ``app.telemetry``). For a call the service ran
 (``billable``) ``finish`` also hands one ``UsageEvent`` to the process's ``UsageSink``, which
 appends events to the runtime store in batches (every ``interval`` seconds); the roll-up job
 folds them. Every finished ``/v1/`` request (billable or not: a 401 counts in an error rate) is
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 from loguru import logger
@@ -25,6 +27,9 @@ from app import metrics
 from app.logging import info_line
 from storage.base import RECENT_MAX
 from storage.usage import UsageEvent
+
+if TYPE_CHECKING:
+    from app.telemetry import RequestTrace
 
 
 # Status recorded for a request whose client hung up before its answer (nginx's convention).
@@ -71,6 +76,7 @@ class RequestRecord:
     billable: bool = False  # a model call the service ran: finishing it appends a usage event
     inflight: bool = False  # counted in ``coo_llm_inflight_requests`` until finished
     finished: bool = False
+    trace: "RequestTrace | None" = None  # the request's span when telemetry is on (``app.telemetry``)
 
     def served_by(self, provider: str, key_id: str, model: str, listed: bool = True) -> None:
         self.provider, self.key_id, self.model = provider, key_id, model
@@ -138,6 +144,8 @@ def finish(record: RequestRecord) -> None:
             _sink.add(usage_event(record, latency))
         if record.route.startswith(RECENT_ROUTES):
             _sink.add_recent(record, latency)
+    if record.trace is not None:
+        record.trace.end(record)
 
 
 def frames_with_cost(frames: list[bytes], cost: float | None) -> list[bytes]:

@@ -489,6 +489,28 @@ class ResponsesConfig(_Frozen):
     store_ttl: Duration = Field(default=30 * 86400.0, gt=0)
 
 
+class TelemetryConfig(_Frozen):
+    """OpenTelemetry traces (``app.telemetry``): off unless ``otlp_endpoint`` (or the standard
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set."""
+
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP collector: a base URL (``/v1/traces`` is appended) or the full traces URL."""
+    service_name: str = "coo-llm"
+    capture_content: bool = False
+    """Also record prompts and answers (``gen_ai.input.messages`` / ``gen_ai.output.messages``)."""
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    """Share of new traces recorded; a client's ``traceparent`` decision is followed."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # an unset ${VAR} leaves telemetry off
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:4318")
+        return value
+
+
 AliasTargets = Union[str, list[str]]
 
 
@@ -505,6 +527,7 @@ class Settings(_Frozen):
     storage: StorageConfig = StorageConfig()
     workers: WorkersConfig = WorkersConfig()
     responses: ResponsesConfig = ResponsesConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @field_validator("version", mode="before")
     @classmethod
@@ -760,7 +783,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
             return [walk(v, field) for v in node]
         if field in SECRET_FIELDS and isinstance(node, str):
             return mask_secret(node)
-        if field == "url" and isinstance(node, str):
+        if field in ("url", "otlp_endpoint") and isinstance(node, str):
             return re.sub(r"//([^@/]*)@", "//****@", node)  # redis://:password@host
         return node
 

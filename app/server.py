@@ -6,7 +6,8 @@
 1. ``begin_request`` (app, on request): ``request.ctx.request_id`` (the client's
    ``x-request-id`` if it is sane, else a new one) and ``request.ctx.record``, the
    ``RequestRecord`` (built here and nowhere else for HTTP requests) that the service fills in
-   and the access log reads.
+   and the access log reads; with telemetry on, a ``/v1`` request's span starts here
+   (``record.trace``, ``app.telemetry``), the child of the client's ``traceparent``.
 2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models; on request):
    ``request.ctx.principal`` from the bearer key (config keys, and runtime clients from
    ``app.clients.ClientDirectory``; a plain function, awaiting only for a runtime key this process
@@ -22,7 +23,8 @@
 
 Per process, ``before_server_start`` opens on ``app.ctx``: the state store, the upstream session,
 the runtime clients' directory (``app.clients``: loaded, then polled), the service
-(``app.service.Service``: catalog, balancer, governor, cache), the usage sink (``finish``
+(``app.service.Service``: catalog, balancer, governor, cache), the tracer (``app.telemetry``;
+None when telemetry is off), the usage sink (``finish``
 appends one usage event per request through it; the local scheduler hears how many it stored,
 to fold a backlog early), the job queue (arq, or the local scheduler running the jobs
 in-process, given the same service) and the service's deferral (queue-backed retries); it
@@ -127,15 +129,18 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.ctx.settings = settings
     app.ctx.authenticator = Authenticator(settings.api_keys)
+    tracer = None  # this process's ``app.telemetry.Tracer`` once the server starts, if telemetry is on
 
     @app.before_server_start
     async def open_resources(app: Sanic) -> None:
+        nonlocal tracer
         from app.accounting import UsageSink, attach_usage_sink
         from app.clients import ClientDirectory
         from app.deferral import Deferral
         from app.lifecycle import install_reload_signal
         from app.logging import set_log_redactor
         from app.service import Service
+        from app.telemetry import open_tracer
         from app.upstream import UpstreamClient
         from storage import open_store
         from workers.context import JobContext
@@ -149,6 +154,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         await app.ctx.upstream.start()
         app.ctx.service = Service(settings, app.ctx.store, app.ctx.upstream)
         set_log_redactor(app.ctx.service.redactor)
+        tracer = app.ctx.tracer = open_tracer(settings, redactor=app.ctx.service.redactor)  # per process: the exporter's thread
         app.ctx.usage = UsageSink(app.ctx.store)
         attach_usage_sink(app.ctx.usage)
         app.ctx.queue = open_queue(settings, JobContext(settings, app.ctx.store, app.ctx.service))
@@ -182,6 +188,8 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         attach_usage_sink(None)
         await app.ctx.upstream.close()
         await app.ctx.store.close()
+        if app.ctx.tracer is not None:
+            await asyncio.to_thread(app.ctx.tracer.close)  # the last spans go out (a gone collector may take its timeout)
         flush_logs()  # access lines of the last loop turn (a worker process may exit without atexit)
 
     # The middlewares are plain functions: Sanic calls them without a coroutine and an await.
@@ -194,6 +202,8 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         if request.path.startswith(_RECORDED):
             metrics.INFLIGHT.inc()
             record.inflight = True
+            if tracer is not None and request.path.startswith("/v1/"):
+                record.trace = tracer.request(request.headers, record, method=request.method, route=request.uri_template or request.path)
         else:
             record.finished = True  # health checks and scrapes are not logged
 

@@ -16,7 +16,8 @@ whose first frames are already in hand. Both run the same steps:
    anywhere is a 429 with ``Retry-After``), send with the key's headers, translate through the
    call's ``Endpoint``. A retryable failure moves on to the next candidate (keys already tried go
    last) within ``retry.max_attempts`` and ``retry.timeout``; other 4xx go back to the client as
-   the upstream said them. A stream fails over only until its first frame exists.
+   the upstream said them. A stream fails over only until its first frame exists. With
+   telemetry on (``record.trace``, ``app.telemetry``) each attempt runs in its own span.
 5. Waiting: a live unary request whose attempts ended in an error that waiting can fix
    (``GatewayError.retry_later``) goes to the job queue when ``policy.retry.queue`` is on
    (``app.deferral``).
@@ -151,10 +152,16 @@ class Service:
 
     # ----------------------------------------------------------------- entry points
 
+    def _begin(self, call: Call, record: RequestRecord) -> Plan:
+        """Steps 1 and 2 for a call the record is charged for; its request span (if traced) learns the call."""
+        record.billable = True
+        if record.trace is not None:
+            record.trace.call(call)
+        return self.plan(call)
+
     async def answer(self, call: Call, record: RequestRecord) -> ChatResult:
         """One JSON answer (steps 1-6)."""
-        record.billable = True
-        plan = self.plan(call)
+        plan = self._begin(call, record)
         admission = await self.governor.admit(plan, record)
         try:
             hit = await self._cached(plan, record)
@@ -175,9 +182,8 @@ class Service:
 
     async def open_stream(self, call: Call, record: RequestRecord) -> "Relay":
         """A stream whose first frames exist (steps 1-4); the ``Relay`` settles the rest."""
-        record.billable = True
         record.stream = True
-        plan = self.plan(call)
+        plan = self._begin(call, record)
         admission = await self.governor.admit(plan, record)
         try:
             hit = await self._cached(plan, record)
@@ -195,8 +201,7 @@ class Service:
 
     async def execute(self, call: Call, record: RequestRecord) -> ChatResult:
         """Steps 1, 2 and 4 only: no cache and no queue (a queued retry runs this in a worker)."""
-        record.billable = True
-        plan = self.plan(call)
+        plan = self._begin(call, record)
         return await self._attempts(plan, record, self._send)
 
     async def _cached(self, plan: Plan, record: RequestRecord) -> bytes | None:
@@ -238,8 +243,11 @@ class Service:
             record.served_by(target.provider_id, lease.key.label, target.model, target.listed)
             if last_lease is not None:
                 self._count_retry(last_lease, lease, last)
+            timeout = min(remaining, target.timeout) if target.timeout else remaining
             try:
-                return await attempt(plan, lease, record, min(remaining, target.timeout) if target.timeout else remaining)
+                if record.trace is None:
+                    return await attempt(plan, lease, record, timeout)
+                return await record.trace.attempt(attempt, plan, lease, record, timeout, number)  # in its span (app.telemetry)
             except UpstreamError as error:
                 # Kept past the except block, so without its traceback: that holds this frame,
                 # and the cycle (with the request's body in it) would wait for the cyclic GC.
@@ -454,9 +462,11 @@ class Relay:
         self._failure: UpstreamError | None = None
         self._sent = 0
         self._caching = plan.cache is not None and plan.cache.store and replay is None
-        self._assembler = None if replay is not None else plan.call.endpoint.assembler(plan.call, translator, caching=self._caching)
+        wanted = self._caching or (record.trace is not None and record.trace.wants_answer)  # content capture reads the answer
+        self._assembler = None if replay is not None else plan.call.endpoint.assembler(plan.call, translator, caching=wanted)
         self.delivered = False  # the client got the last frame
         self.admission = FREE  # the client's hold on its windows and budget, given by ``open_stream``
+        self.attempt_trace = None  # the upstream attempt's span (``app.telemetry.AttemptTrace``), ended on close
 
     async def _pull(self) -> bool:
         """Read upstream until frames are pending; False when the upstream stream has ended."""
@@ -540,6 +550,7 @@ class Relay:
 
     async def _close(self) -> None:
         record = self._record
+        body = None
         try:
             if self.lease is not None:
                 self._upstream.close()
@@ -565,4 +576,6 @@ class Relay:
             try:
                 await self.admission.settle(record)
             finally:
+                if self.attempt_trace is not None:
+                    self.attempt_trace.close(record, body=body if self.delivered else None, failure=self._failure)
                 finish(record)
