@@ -7,7 +7,7 @@
    ``x-request-id`` if it is sane, else a new one) and ``request.ctx.record``, the
    ``RequestRecord`` (built here and nowhere else for HTTP requests) that the service fills in
    and the access log reads.
-2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models; on request):
+2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models, files, batches; on request):
    ``request.ctx.principal`` from the bearer key, or 401. The admin blueprint checks the admin key instead.
 3. The handler (``app.routes``): parse the body into a ``Call``, hand it to ``app.service``,
    render JSON or SSE. Errors are raised, never returned.
@@ -21,7 +21,8 @@ Per process, ``before_server_start`` opens on ``app.ctx``: the state store, the 
 the service (``app.service.Service``: catalog, balancer, cache), the usage sink (``finish``
 appends one usage event per request through it; the local scheduler hears how many it stored,
 to fold a backlog early), the job queue (arq, or the local scheduler running the jobs
-in-process, given the same service) and the service's deferral (queue-backed retries); it
+in-process, given the same service, batch pump included) and the service's deferral
+(queue-backed retries), the files and the batches (``app.files``, ``app.batches``); it
 starts the event-loop lag watcher (``app.looplag``) and tunes the garbage collector
 (``GC_THRESHOLDS``). ``after_server_stop`` closes them.
 """
@@ -43,7 +44,7 @@ from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
 from app import metrics
-from app.routes import admin, chat, embeddings, health, models
+from app.routes import admin, batches, chat, embeddings, files, health, models
 
 # Request objects die by reference counting; nearly nothing a request allocates needs the cycle
 # collector. At Python's default first threshold (700) a burst of 32 requests in flight started
@@ -121,7 +122,9 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     @app.before_server_start
     async def open_resources(app: Sanic) -> None:
         from app.accounting import UsageSink, attach_usage_sink
+        from app.batches import Batches
         from app.deferral import Deferral
+        from app.files import FileStore
         from app.logging import set_log_redactor
         from app.service import Service
         from app.upstream import UpstreamClient
@@ -140,6 +143,8 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         await app.ctx.queue.start()
         app.ctx.usage.on_stored = getattr(app.ctx.queue, "events_stored", None)  # the local queue folds a backlog early
         app.ctx.service.deferral = Deferral(settings, app.ctx.queue, app.ctx.store)
+        app.ctx.files = FileStore(settings, app.ctx.store)
+        app.ctx.batches = Batches(settings, app.ctx.store, app.ctx.files)
         app.ctx.loop_lag = asyncio.get_running_loop().create_task(watch_loop_lag())
         gc.collect()
         gc.freeze()
@@ -177,7 +182,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         request.ctx.principal = principal
         request.ctx.record.client = principal.id
 
-    for blueprint in (chat.bp, embeddings.bp, models.bp):
+    for blueprint in (chat.bp, embeddings.bp, models.bp, files.bp, batches.bp):
         blueprint.on_request(authenticate)
         app.blueprint(blueprint)
     app.blueprint(admin.bp)

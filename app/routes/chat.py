@@ -44,7 +44,11 @@ def _positive_int(body: dict, name: str) -> int | None:
 
 def parse_chat(raw: bytes, principal) -> Call:
     """Check the routing-relevant fields of a chat request; raise ``InvalidRequest`` naming the param."""
-    body = parse_json_object(raw)
+    return chat_call(parse_json_object(raw), principal)
+
+
+def chat_call(body: dict, principal) -> Call:
+    """The ``Call`` of a parsed chat request body (also a batch line's, ``app.batches``)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_required_parameter" if model is None else "invalid_type")

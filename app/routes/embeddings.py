@@ -38,7 +38,11 @@ def _valid_input(value) -> bool:
 
 def parse_embeddings(raw: bytes, principal) -> Call:
     """Check an embeddings request; raise ``InvalidRequest`` naming the param."""
-    body = parse_json_object(raw)
+    return embeddings_call(parse_json_object(raw), principal)
+
+
+def embeddings_call(body: dict, principal) -> Call:
+    """The ``Call`` of a parsed embeddings request body (also a batch line's, ``app.batches``)."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("You must provide a model parameter.", param="model", code="missing_required_parameter" if model is None else "invalid_type")
