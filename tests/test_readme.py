@@ -23,10 +23,11 @@ def blocks(language: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, upstream):
+def gw(start_gateway, upstream, tmp_path_factory):
     cfg = config(
         [provider("openai", upstream.url, ["sk-upstream"], models=["gpt-4o-mini"])],
         client_keys=[{"key": README_KEY}, {"key": "curl-key"}],
+        files={"path": str(tmp_path_factory.mktemp("readme-files"))},
     )
     return start_gateway(cfg)
 
@@ -45,7 +46,7 @@ def run_python(code: str) -> str:
 
 
 def test_openai_sdk_example(gw, fake):
-    [code] = [b for b in blocks("python") if "from openai import OpenAI" in b]
+    [code] = [b for b in blocks("python") if "from openai import OpenAI" in b and "batches" not in b]
     printed = run_python(as_written(code, gw))
     assert "echo: Say hello" in printed
     assert "echo: Count to five" in printed
@@ -67,3 +68,11 @@ def test_curl_example(gw, fake):
     )
     assert result.returncode == 0, result.stderr
     assert '"content":"echo: Say hello"' in result.stdout
+
+
+def test_batch_example(gw, fake):
+    [code] = [b for b in blocks("python") if "client.batches.create" in b]
+    printed = run_python(as_written(code, gw))
+    assert printed.startswith("completed BatchRequestCounts(")
+    assert [line for line in printed.splitlines()[1:]] == ["q-0 echo: Say 0", "q-1 echo: Say 1", "q-2 echo: Say 2"]
+    assert fake.count("sk-upstream") == 3

@@ -260,6 +260,8 @@ class LineRunner:
                 if await self._executing(index):  # this pump's own task sent it and then failed to record it
                     await self._interrupted(index)
                     return "done"
+                if generation and not stopped:
+                    logger.info("batch line taken over from a pump that stopped before sending it", batch_id=self.batch_id, line=self.lines[index].number)
                 return "done" if stopped else "run"
             if holder not in alive:
                 alive[holder] = await pump.alive(holder)
