@@ -199,6 +199,8 @@ def test_a_client_sees_only_its_own_files_and_batches_and_bad_input_gets_openai_
     with pytest.raises(openai.APIStatusError) as too_big:
         mine.files.create(file=("big.jsonl", b"x" * (1024 * 1024 + 100)), purpose="batch")
     assert too_big.value.status_code == 413
+    anonymous = httpx.post(gw.url + "/v1/files", files={"file": ("a.jsonl", b"{}\n")}, data={"purpose": "batch"})
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "missing_api_key"
     bare = httpx.post(gw.url + "/v1/batches", headers={"authorization": "Bearer client-key"}, json={"endpoint": "/v1/chat/completions"})
     assert bare.status_code == 400 and bare.json()["error"]["param"] == "input_file_id"
     listing = httpx.get(gw.url + "/v1/batches", params={"limit": 0}, headers={"authorization": "Bearer client-key"})

@@ -24,7 +24,8 @@ its generations (0, 1, ...) say who holds it:
 - a live pump: it is running, or (stopped batch, ``x`` = 0) it will not start: leave it;
 - a dead pump, ``x`` = 0: nothing was sent for it: claim the next generation and run it;
 - a dead pump, ``x`` > 0: it may have reached an upstream: give it the error line
-  ``batch_line_interrupted`` (once: ``batch:<id>:reap:<i>``), never run it again.
+  ``batch_line_interrupted`` (once: ``batch:<id>:reap:<i>``), never run it again; a line
+  whose result was stored but not yet marked is only marked.
 
 It returns True when the batch can be finalized: every line settled, or the batch stopped and no
 line is being sent.
@@ -48,6 +49,7 @@ from app.errors import GatewayError, InvalidRequest
 
 RETRY_ROUNDS = 3  # rounds a line gets when upstreams failed in a way a later try may fix
 SETTLE_PASSES = 5
+REAP_TTL = 60.0  # seconds another pump waits before writing an interrupted line whose writer died
 
 
 def line_claim(batch_id: str, index: int, generation: int) -> str:
@@ -167,9 +169,13 @@ class LineRunner:
                     await self._answered(index, custom_id, record, last)
                 return
             record.attempts = 0
+            record.started = time.perf_counter()  # its latency is the round's, not the waits' before it
             call.deadline = None  # each round gets the full retry budget
             try:
                 result = await pump.service.answer(call, record)
+            except asyncio.CancelledError:
+                finish(record)  # the pump is closing mid-call: what the attempt spent is still recorded
+                raise
             except GatewayError as error:
                 if record.attempts == 0 and error.retry_later:  # no key had room (headroom included): wait for one
                     await store.counters_add(state, {f"x{index}": -1}, ttl=self.counters_ttl)
@@ -258,8 +264,7 @@ class LineRunner:
                 if (self.batch_id, index) in pump.running:
                     return "busy"
                 if await self._executing(index):  # this pump's own task sent it and then failed to record it
-                    await self._interrupted(index)
-                    return "done"
+                    return await self._interrupted(index)
                 if generation and not stopped:
                     logger.info("batch line taken over from a pump that stopped before sending it", batch_id=self.batch_id, line=self.lines[index].number)
                 return "done" if stopped else "run"
@@ -268,17 +273,17 @@ class LineRunner:
             if alive[holder]:
                 return "busy" if not stopped or await self._executing(index) else "done"
             if await self._executing(index):
-                await self._interrupted(index)
-                return "done"
+                return await self._interrupted(index)
             generation += 1  # a dead pump that sent nothing for it: the next generation may run it
 
-    async def _interrupted(self, index: int) -> None:
-        """The line's pump died while it may have been sending it: its error line, once."""
-        if await self.store.claim(reap_claim(self.batch_id, index), self.pump.pump_id, ttl=self.claim_ttl, now=time.time()) != self.pump.pump_id:
-            return
+    async def _interrupted(self, index: int) -> str:
+        """The line's pump died while it may have been sending it: its error line, once. ``done``,
+        or ``busy`` while another pump is writing it (if that one dies, this is redone after ``REAP_TTL``)."""
+        if await self.store.claim(reap_claim(self.batch_id, index), self.pump.pump_id, ttl=REAP_TTL, now=time.time()) != self.pump.pump_id:
+            return "busy"
         if await self.store.doc_get(results_collection(self.batch_id), str(index), now=time.time()) is not None:
             await self.store.counters_add(lines_name(self.batch_id), {f"d{index}": 1}, ttl=self.counters_ttl)
-            return  # its result made it to the store; only its mark did not
+            return "done"  # its result made it to the store; only its mark did not
         custom_id = orjson.loads(self.lines[index].raw)["custom_id"]
         line = unanswered_line(
             custom_id,
@@ -287,3 +292,4 @@ class LineRunner:
         )
         await self._settle(index, line, ok=False)
         logger.warning("batch line interrupted by a dead worker", batch_id=self.batch_id, line=self.lines[index].number)
+        return "done"
