@@ -104,6 +104,7 @@ class UpstreamRequest:
     url: str
     body: bytes
     method: str = "POST"
+    headers: Mapping[str, str] | None = None  # per-request headers a front door passes through (never credentials)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ from adapters.base import (
 from adapters.gemini_calls import CallAssembler
 from adapters.params import OPENAI_ONLY, Handling, Param, apply_params, as_list, by_code, ignore, reject, set_path
 from adapters.shapes import (
+    MAX_NESTING,
     ChunkHead,
     Image,
     choice,
@@ -67,6 +68,7 @@ from adapters.shapes import (
     embeddings_list,
     function_tools,
     named_tool_choice,
+    nesting_exceeds,
     new_id,
     now,
     requested_max_tokens,
@@ -210,55 +212,84 @@ _SCHEMA_DROP = frozenset(
 _GEMINI_FORMATS = frozenset({"enum", "date-time", "int32", "int64", "float", "double"})
 
 
-def json_schema_to_gemini(schema: Any, where: str, *, root: Any = None, seen: tuple[str, ...] = ()) -> dict:
+# Each $ref is copied in place, so a few references can multiply a schema (a chain of n definitions
+# each naming the next twice is 2**n schemas); past these limits the request is refused.
+MAX_SCHEMA_NODES = 10_000
+MAX_REF_CHAIN = 64
+
+
+def json_schema_to_gemini(schema: Any, where: str) -> dict:
     """Rewrite a JSON Schema into Gemini's ``Schema``; ``AdapterError`` naming ``where`` when it
-    uses something Gemini cannot express (recursive ``$ref``, ``not``, conditionals...)."""
-    root = schema if root is None else root
-    if not isinstance(schema, dict):
-        raise AdapterError(f"{where}: a schema must be an object.", param=where, code="invalid_value")
-    if "$ref" in schema:
-        ref = schema["$ref"]
-        if ref in seen:
-            raise AdapterError(f"{where}: recursive schemas ({ref}) cannot be expressed for Gemini.", param=where)
-        resolved = _resolve_ref(root, ref, where)
-        rest = {k: v for k, v in schema.items() if k != "$ref"}
-        return json_schema_to_gemini({**resolved, **rest}, where, root=root, seen=seen + (ref,))
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in _SCHEMA_DROP:
-            continue
-        if key == "type" and isinstance(value, list):
-            kinds = [k for k in value if k != "null"]
-            if len(kinds) != 1:
-                raise AdapterError(f"{where}: a value of several types cannot be expressed for Gemini.", param=where)
-            out["type"] = kinds[0]
-            if "null" in value:
-                out["nullable"] = True
-        elif key == "format":
-            if value in _GEMINI_FORMATS:
-                out["format"] = value
-        elif key == "const":
-            out["enum"] = [value]
-        elif key == "properties":
-            out["properties"] = {name: json_schema_to_gemini(sub, f"{where}.properties.{name}", root=root, seen=seen) for name, sub in value.items()}
-        elif key == "items":
-            out["items"] = json_schema_to_gemini(value, f"{where}.items", root=root, seen=seen)
-        elif key in ("anyOf", "oneOf"):
-            options = [json_schema_to_gemini(sub, f"{where}.{key}[{i}]", root=root, seen=seen) for i, sub in enumerate(value)]
-            non_null = [o for o in options if o.get("type") != "null"]
-            if len(non_null) < len(options):
-                out["nullable"] = True
-            if len(non_null) == 1:
-                out.update(non_null[0])
+    uses something Gemini cannot express (recursive ``$ref``, ``not``, conditionals...), when a
+    ``$ref`` points at something that is not a schema, or when expanding its ``$ref``s would give
+    more than ``MAX_SCHEMA_NODES`` schemas or chains longer than ``MAX_REF_CHAIN``."""
+    return _SchemaRewrite(schema).convert(schema, where, ())
+
+
+@dataclass(slots=True)
+class _SchemaRewrite:
+    root: Any
+    nodes_left: int = MAX_SCHEMA_NODES
+
+    def convert(self, schema: Any, where: str, seen: tuple[str, ...]) -> dict:
+        if not isinstance(schema, dict):
+            raise AdapterError(f"{where}: a schema must be an object.", param=where, code="invalid_value")
+        self.nodes_left -= 1
+        if self.nodes_left < 0:
+            raise AdapterError(
+                f"{where}: the schema is too large for Gemini once its $refs are expanded (more than {MAX_SCHEMA_NODES} schemas).",
+                param=where,
+                code="invalid_value",
+            )
+        if "$ref" in schema:
+            ref = schema["$ref"]
+            if ref in seen:
+                raise AdapterError(f"{where}: recursive schemas ({ref}) cannot be expressed for Gemini.", param=where)
+            if len(seen) >= MAX_REF_CHAIN:
+                raise AdapterError(f"{where}: $refs chained more than {MAX_REF_CHAIN} deep cannot be expanded for Gemini.", param=where)
+            resolved = _resolve_ref(self.root, ref, where)
+            rest = {k: v for k, v in schema.items() if k != "$ref"}
+            return self.convert({**resolved, **rest}, where, seen + (ref,))
+        out: dict[str, Any] = {}
+        for key, value in schema.items():
+            if key in _SCHEMA_DROP:
+                continue
+            if key == "type" and isinstance(value, list):
+                kinds = [k for k in value if k != "null"]
+                if len(kinds) != 1 or not isinstance(kinds[0], str):
+                    raise AdapterError(f"{where}: a value of several types cannot be expressed for Gemini.", param=where)
+                out["type"] = kinds[0]
+                if "null" in value:
+                    out["nullable"] = True
+            elif key == "format":
+                if isinstance(value, str) and value in _GEMINI_FORMATS:
+                    out["format"] = value
+            elif key == "const":
+                out["enum"] = [value]
+            elif key == "properties":
+                if not isinstance(value, dict):
+                    raise AdapterError(f"{where}.properties must be an object of schemas.", param=where, code="invalid_value")
+                out["properties"] = {name: self.convert(sub, f"{where}.properties.{name}", seen) for name, sub in value.items()}
+            elif key == "items":
+                out["items"] = self.convert(value, f"{where}.items", seen)
+            elif key in ("anyOf", "oneOf"):
+                if not isinstance(value, list):
+                    raise AdapterError(f"{where}.{key} must be an array of schemas.", param=where, code="invalid_value")
+                options = [self.convert(sub, f"{where}.{key}[{i}]", seen) for i, sub in enumerate(value)]
+                non_null = [o for o in options if o.get("type") != "null"]
+                if len(non_null) < len(options):
+                    out["nullable"] = True
+                if len(non_null) == 1:
+                    out.update(non_null[0])
+                else:
+                    out["anyOf"] = non_null
+            elif key == "allOf" and isinstance(value, list) and len(value) == 1:
+                out.update(self.convert(value[0], f"{where}.allOf[0]", seen))
+            elif key in _SCHEMA_KEEP:
+                out[key] = value
             else:
-                out["anyOf"] = non_null
-        elif key == "allOf" and isinstance(value, list) and len(value) == 1:
-            out.update(json_schema_to_gemini(value[0], f"{where}.allOf[0]", root=root, seen=seen))
-        elif key in _SCHEMA_KEEP:
-            out[key] = value
-        else:
-            raise AdapterError(f"{where}: the JSON Schema keyword {key!r} cannot be expressed for Gemini.", param=where)
-    return out
+                raise AdapterError(f"{where}: the JSON Schema keyword {key!r} cannot be expressed for Gemini.", param=where)
+        return out
 
 
 def _resolve_ref(root: dict, ref: Any, where: str) -> dict:
@@ -321,10 +352,13 @@ def openai_messages_to_gemini(messages: list) -> tuple[dict | None, list[dict]]:
 
 
 def tool_result_object(text: str) -> dict:
-    """A ``functionResponse.response`` must be an object: a JSON object result is kept as it is."""
+    """A ``functionResponse.response`` must be an object: a JSON object result is kept as it is,
+    other JSON is wrapped, and text (or JSON nested too deeply to send on) is sent as text."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
+        return {"result": text}
+    if nesting_exceeds(value, MAX_NESTING):
         return {"result": text}
     return value if isinstance(value, dict) else {"result": value}
 

@@ -73,6 +73,7 @@ class NativeMessagesStream:
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
+        self.usage_unreadable = False
         self.done = False
         self._counts: dict[str, int] = {}
 
@@ -110,8 +111,8 @@ class NativeMessagesStream:
         if usage is None:
             return
         counts = usage_counts(usage)
-        if counts is None:
-            logger.warning("ignoring an Anthropic stream usage object that is not made of counts")
+        if counts is None:  # unknown, never a guess: the app warns once and counts it
+            self.usage, self.usage_unreadable = None, True
             return
         self._counts.update(counts)
         self.usage = anthropic_usage_to_usage(self._counts)

@@ -16,7 +16,7 @@ from typing import Any
 
 from loguru import logger
 
-from adapters.base import Usage, usage_from_openai
+from adapters.base import Usage, count_in, read_usage, usage_from_openai
 from adapters.shapes import now
 
 # ------------------------------------------------------------------ ids and small shapes
@@ -91,18 +91,27 @@ def chat_usage_to_response_usage(usage: Any) -> dict | None:
     return usage_to_response_usage(read, reasoning_tokens=chat_reasoning_tokens(usage)) if read else None
 
 
-def response_usage(response: dict) -> Usage | None:
-    """The usage of a ``response`` object (native upstream answers, stored responses)."""
-    usage = response.get("usage") if isinstance(response, dict) else None
+def _response_usage_of(usage: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     details = usage.get("input_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    reasoning = usage.get("output_tokens_details")
     return Usage(
-        prompt_tokens=int(usage.get("input_tokens") or 0),
-        completion_tokens=int(usage.get("output_tokens") or 0),
-        cached_tokens=int(cached or 0),
+        prompt_tokens=count_in(usage, "input_tokens"),
+        completion_tokens=count_in(usage, "output_tokens"),
+        cached_tokens=count_in(details, "cached_tokens") if isinstance(details, dict) else 0,
+        reasoning_tokens=count_in(reasoning, "reasoning_tokens") if isinstance(reasoning, dict) else 0,
     )
+
+
+def read_response_usage(response: Any) -> tuple[Usage | None, bool]:
+    """``(usage, unreadable)`` of a ``response`` object (native upstream answers, stored responses)."""
+    return read_usage(_response_usage_of, response.get("usage") if isinstance(response, dict) else None)
+
+
+def response_usage(response: dict) -> Usage | None:
+    """The usage of a ``response`` object, None when absent or unreadable."""
+    return read_response_usage(response)[0]
 
 
 def chat_reasoning_text(message: dict) -> str | None:

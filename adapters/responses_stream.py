@@ -38,6 +38,7 @@ from adapters.responses_objects import (
     new_item_id,
     output_text_part,
     response_object,
+    read_response_usage,
     response_usage,
     usage_to_response_usage,
 )
@@ -410,6 +411,7 @@ class NativeResponsesStream:
     usage: Usage | None = None
     response: dict | None = None  # the final response object, once seen
     done: bool = False
+    usage_unreadable: bool = False
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = event.data.strip()
@@ -429,7 +431,7 @@ class NativeResponsesStream:
             raise self._failure((response or {}).get("error"), "the upstream response failed")
         if kind in ("response.completed", "response.incomplete"):
             self.response = response
-            self.usage = response_usage(response) if response else None
+            self.usage, self.usage_unreadable = read_response_usage(response)
             self.done = True
         return [_frame(event, event.event or kind)]
 

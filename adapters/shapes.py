@@ -20,10 +20,31 @@ import orjson
 from adapters.base import AdapterError, Usage, usage_to_openai
 from adapters.sse import frame
 
+# How deeply arrays and objects may nest in anything a client sends. orjson reads 1,024 levels but
+# writes only 254, so JSON the gateway decodes (the body, tool-call arguments sent as strings) is
+# checked before it is written again; 64 leaves room for every wrapping an adapter adds.
+MAX_NESTING = 64
+
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+\-]+/[\w.+\-]+)?(?:;[^,;]*)*?;base64,(?P<data>.*)$", re.S)
 
 
 # ------------------------------------------------------------------ reading client requests
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """True when arrays/objects in ``value`` nest more than ``limit`` levels (``[]`` is one, a scalar none)."""
+    if type(value) is dict:
+        children: Any = value.values()
+    elif type(value) is list:
+        children = value
+    else:
+        return False
+    if limit < 1:
+        return True
+    for child in children:
+        if (type(child) is dict or type(child) is list) and nesting_exceeds(child, limit - 1):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +129,10 @@ def tool_call_arguments(call: Any, where: str) -> tuple[str, str, dict]:
             raise AdapterError(f"{where}.function.arguments is not valid JSON.", param=where, code="invalid_value") from None
     if not isinstance(arguments, dict):
         raise AdapterError(f"{where}.function.arguments must be a JSON object.", param=where, code="invalid_value")
+    if nesting_exceeds(arguments, MAX_NESTING):
+        raise AdapterError(
+            f"{where}.function.arguments nests arrays and objects more than {MAX_NESTING} levels deep.", param=where, code="invalid_value"
+        )
     return str(call.get("id") or ""), function["name"], arguments
 
 

@@ -15,8 +15,10 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+import orjson
 from loguru import logger
 
+from adapters.sse import frame
 from app import metrics
 from app.logging import info_line
 from storage.usage import UsageEvent
@@ -26,6 +28,18 @@ from storage.usage import UsageEvent
 CLIENT_CLOSED = 499
 # Metric label for a model the config does not list: a client may send any name, labels must stay bounded.
 UNLISTED_MODEL = "(unlisted)"
+
+
+@dataclass(slots=True)
+class RateWindow:
+    """A client's own windows as this request left them (``app.governance``), for OpenAI's
+    ``x-ratelimit-*`` headers: the limits (None: unlimited) and what the window holds, this
+    request included (its token estimate until it settles, then its real tokens)."""
+
+    limit_requests: int | None
+    limit_tokens: int | None
+    requests: int
+    tokens: int
 
 
 @dataclass(slots=True)
@@ -49,6 +63,8 @@ class RequestRecord:
     deferred: str = ""  # the queue job that served it (queue-backed retry), if any
     cache_result: str = ""  # hit | miss | bypass when the cache is on, else ""
     error: str | None = None
+    ratelimit: RateWindow | None = None  # the client's own windows, when it has limits
+    budget_remaining: float | None = None  # USD left in the client's tighter budget, when it has one
     billable: bool = False  # a model call the service ran: finishing it appends a usage event
     inflight: bool = False  # counted in ``coo_llm_inflight_requests`` until finished
     finished: bool = False
@@ -116,6 +132,20 @@ def finish(record: RequestRecord) -> None:
     info_line("request", fields)
     if _sink is not None and record.billable:
         _sink.add(usage_event(record, latency))
+
+
+def frames_with_cost(frames: list[bytes], cost: float | None) -> list[bytes]:
+    """``frames`` with the request's cost as ``usage.cost_usd`` (USD; null when the price is
+    unknown) on the chat usage chunk (``"choices": []`` with ``usage``); other frames unchanged."""
+    priced = []
+    for piece in frames:
+        if piece.startswith(b"data: {") and b'"choices":[]' in piece and b'"usage":{' in piece:
+            data = orjson.loads(piece[6:])
+            if data.get("choices") == [] and isinstance(data.get("usage"), dict):
+                data["usage"]["cost_usd"] = None if cost is None else round(cost, 10)
+                piece = frame(data)
+        priced.append(piece)
+    return priced
 
 
 def usage_event(record: RequestRecord, latency: float) -> UsageEvent:

@@ -5,8 +5,9 @@ Input (OpenAI's ``BatchRequestInput``), one JSON object per line::
     {"custom_id": "q-1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
 
 ``BATCH_ENDPOINTS`` says which ``url``s a batch may run and how a line's ``body`` becomes a
-``Call``: with the very function the live route uses, so a line is checked and routed exactly as
-the same request sent live. Serving another endpoint in batches is one entry in that table.
+``Call``: with the very function the live route uses (``chat_call``, ``embeddings_call``,
+``responses_call``), so a line is checked and routed exactly as the same request sent live.
+Serving another endpoint in batches is one entry in that table.
 
 ``request_lines(data)`` splits a file into its requests (blank lines skipped, each keeps its line
 number). ``validate_lines`` checks, before anything runs, what OpenAI checks then; each problem is
@@ -31,14 +32,16 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 import orjson
 
 from app.auth import Principal
 from app.calls import Call
+from app.responses_store import ResponseStore
 from app.routes.chat import chat_call
 from app.routes.embeddings import embeddings_call
+from app.routes.responses import responses_call
 
 MAX_ERRORS = 100  # validation errors reported per batch (the first ones)
 
@@ -46,14 +49,29 @@ MAX_ERRORS = 100  # validation errors reported per batch (the first ones)
 @dataclass(frozen=True, slots=True)
 class BatchEndpoint:
     url: str
-    call: Callable[[dict, Principal], Call]  # a line's body -> its Call, as the live route builds it
+    # A line's body -> its Call, as the live route builds it (``InvalidRequest`` as the route would
+    # answer); the service is at hand for endpoints that read state (stored responses).
+    call: Callable[[dict, Principal, object], Awaitable[Call]]
+
+
+async def _chat(body: dict, principal: Principal, service) -> Call:
+    return chat_call(orjson.dumps(body), principal)  # the route decodes and checks bytes: give it the line's
+
+
+async def _embeddings(body: dict, principal: Principal, service) -> Call:
+    return embeddings_call(orjson.dumps(body), principal)
+
+
+async def _responses(body: dict, principal: Principal, service) -> Call:
+    return await responses_call(body, principal, ResponseStore.of(service))
 
 
 BATCH_ENDPOINTS: dict[str, BatchEndpoint] = {
     endpoint.url: endpoint
     for endpoint in (
-        BatchEndpoint("/v1/chat/completions", chat_call),
-        BatchEndpoint("/v1/embeddings", embeddings_call),
+        BatchEndpoint("/v1/chat/completions", _chat),
+        BatchEndpoint("/v1/embeddings", _embeddings),
+        BatchEndpoint("/v1/responses", _responses),
     )
 }
 

@@ -15,7 +15,8 @@ A batch's life, in OpenAI's statuses:
 
 Everything lives in the runtime store, so any number of processes share one batch:
 
-- documents ``batches``: ``{"batch": the Batch object as last written, "owner", "allowed",
+- documents ``batches``: ``{"batch": the Batch object as last written, "owner" (its
+  ``Principal.id``; each line runs as the owner is when it runs: ``owner_principal``),
   "output_expires"}``; documents ``batches_active``: the ids of unfinished batches (what pumps poll);
 - counters ``batch:<id>`` (``progress_name``): ``next`` (lines handed out), ``completed``,
   ``failed``, ``cancel_at``; counters ``batch:<id>:lines`` (``lines_name``): the stop flags
@@ -36,9 +37,11 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from app.auth import ANONYMOUS, Principal, client_key_id, principal_for
 from app.batch_input import BATCH_ENDPOINTS
+from app.clients import CLIENTS, principal_of
 from app.config import parse_duration
-from app.errors import InvalidRequest, NotFound
+from app.errors import AuthenticationFailed, InvalidRequest, NotFound
 from app.files import EXPIRES_MAX, EXPIRES_MIN, FileStore, list_page
 
 BATCHES = "batches"
@@ -131,6 +134,26 @@ def parse_create(body: dict) -> BatchRequest:
     return BatchRequest(input_file_id, endpoint, label, window, check_metadata(body.get("metadata")), output_expires)
 
 
+async def owner_principal(settings, store, owner: str) -> Principal:
+    """Whom the batch's owner authenticates as now: a config key, a runtime client (``app.clients``)
+    or, on an open gateway, ``ANONYMOUS``; ``AuthenticationFailed`` (401) as its key would get
+    when it was removed, revoked or has expired."""
+    if owner == ANONYMOUS.id:
+        return ANONYMOUS
+    for client in settings.api_keys:
+        if client_key_id(client.key) == owner:
+            return principal_for(client)
+    doc = await store.doc_get(CLIENTS, owner, now=time.time())
+    if doc is None:
+        raise AuthenticationFailed("The API key that created this batch no longer exists.", code="invalid_api_key")
+    principal = principal_of(doc)
+    if principal.revoked:
+        raise AuthenticationFailed("The API key that created this batch has been revoked.", code="api_key_revoked")
+    if principal.expires_at is not None and time.time() >= principal.expires_at:
+        raise AuthenticationFailed("The API key that created this batch has expired.", code="api_key_expired")
+    return principal
+
+
 def new_batch_id() -> str:
     return "batch_" + secrets.token_hex(12)
 
@@ -188,8 +211,7 @@ class Batches:
             "request_counts": {"total": 0, "completed": 0, "failed": 0},
             "metadata": request.metadata,
         }
-        allowed = principal.allowed
-        doc = {"batch": batch, "owner": principal.id, "allowed": None if allowed is None else sorted(allowed), "output_expires": request.output_expires}
+        doc = {"batch": batch, "owner": principal.id, "output_expires": request.output_expires}
         await self.store.doc_put(BATCHES, batch_id, doc, now=now)
         await self.store.doc_put(ACTIVE, batch_id, {"id": batch_id}, now=now)
         return present({"batch": batch}, {})

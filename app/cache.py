@@ -6,8 +6,8 @@ The key (``cache_key``) is the SHA-256 of canonical JSON holding:
 - the resolved target group (``provider:model`` of every target the request may go to),
 - the request minus ``model``, ``stream`` and ``stream_options`` (which only pick the transport):
   the messages, every generation parameter, the tools, ``user`` and anything else sent,
-- the client's namespace (its key id, or ``api_keys[].cache_namespace``), so one tenant never
-  gets another's answer.
+- the client's namespace (its key id, or ``api_keys[].cache_namespace``, or a runtime client's
+  ``cache_namespace``), so one tenant never gets another's answer.
 
 Per request (``CacheDirectives`` from the headers, then a ``CachePlan`` made by the service):
 
@@ -113,7 +113,7 @@ class ResponseCache:
         return self.policy.enabled
 
     def namespace(self, principal) -> str:
-        return self._namespaces.get(principal.id, principal.id)
+        return principal.cache_namespace or self._namespaces.get(principal.id, principal.id)
 
     def plan(self, call, targets) -> CachePlan | None:
         """How this request uses the cache, or None when it does not at all."""

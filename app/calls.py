@@ -35,6 +35,7 @@ class Call:
     deferrable: bool = False  # may wait in the job queue (policy.retry.queue): live unary requests only
     forward_headers: Mapping[str, str] = field(default_factory=dict)  # client headers an endpoint passes upstream
     headroom: float = 0.0  # fraction of every key window to leave to others (batch lines: batches.headroom)
+    extra: dict = field(default_factory=dict)  # the endpoint's own state for this call (JSON-able)
 
 
 def call_payload(call: Call) -> dict:
@@ -50,6 +51,7 @@ def call_payload(call: Call) -> dict:
         "prompt_tokens": call.prompt_tokens,
         "principal": {"id": principal.id, "allowed": allowed},
         "forward_headers": dict(call.forward_headers),
+        "extra": call.extra,
     }
 
 
@@ -70,4 +72,5 @@ def call_from_payload(data: dict, *, deadline: float | None = None, cache: Cache
         deadline=None if deadline is None else time.monotonic() + (deadline - time.time()),
         cache=cache or CacheDirectives(lookup=False, store=False),
         forward_headers=data.get("forward_headers") or {},
+        extra=data.get("extra") or {},
     )

@@ -102,7 +102,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logger.info(f"coo-llm listening on http://{address(host, port)} with {workers} worker(s), config {args.config}")
     loader = AppLoader(factory=partial(build_app, os.path.abspath(args.config)))
     app = loader.load()
-    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False)
+    from app.protocol import TimedProtocol
+
+    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False, protocol=TimedProtocol)
     if workers == 1:
         Sanic.serve_single(primary=app)
     else:
@@ -219,7 +221,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
     setup_logging(settings.logging)
     if note:
         print(f"coo-llm warm: {note}", file=sys.stderr)
-    from app.routes.chat import parse_chat
+    from app.routes.chat import chat_call
 
     principal = namespace_principal(settings, args.namespace)
     if principal is None:
@@ -231,7 +233,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
             if not line.strip():
                 continue
             try:
-                call = parse_chat(line, principal)
+                call = chat_call(line, principal)
             except GatewayError as error:
                 print(f"{args.file}:{number}: skipped ({error.message})", file=sys.stderr)
                 bad += 1

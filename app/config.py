@@ -158,6 +158,19 @@ class ServerConfig(_Frozen):
     allow_open_access: bool = False
     """Without ``api_keys`` anyone who reaches the gateway may use it. That is refused on an
     address other than loopback (``serve`` exits, ``check`` reports it) unless this is true."""
+    header_timeout: Duration = Field(default=10.0, gt=0)
+    """A request's headers must arrive within this, from its first byte (a dribbling client is dropped)."""
+    body_timeout: Duration = Field(default=30.0, gt=0)
+    """A request's body must arrive within this, from the end of its headers."""
+    keep_alive_timeout: Duration = Field(default=75.0, gt=0)
+    """An idle client connection is closed after this."""
+    max_upstream_response_mb: float = Field(default=32.0, gt=0, le=1024)
+    """An upstream answer (or stream) larger than this fails the attempt: the client gets a 502 saying so."""
+    shutdown_grace: Duration = Field(default=25.0, ge=0)
+    """On SIGTERM: how long requests and streams in flight may take to finish before they are cut."""
+    drain_delay: Duration = Field(default=0.0, ge=0)
+    """On SIGTERM: how long to keep serving with ``/health/ready`` answering 503 (so a load balancer
+    stops sending) before the listener closes and in-flight requests get ``shutdown_grace``."""
 
     @field_validator("listen")
     @classmethod
@@ -185,6 +198,10 @@ class ServerConfig(_Frozen):
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_upstream_response_bytes(self) -> int:
+        return int(self.max_upstream_response_mb * 1024 * 1024)
 
 
 class LoggingConfig(_Frozen):
@@ -245,6 +262,9 @@ class ProviderConfig(_Frozen):
     """``max_tokens`` sent when the client gives none, to providers that require one (anthropic:
     unset means ``limits.max_tokens``, else 4096). When set, the balancer also reserves this many
     completion tokens for such requests, for every provider type; only anthropic sends it."""
+    responses_api: Literal["translate", "native"] = "translate"
+    """``/v1/responses`` requests to this provider: through the chat hub (every type), or sent as
+    they are to its own ``/responses`` (type openai only)."""
 
     @field_validator("type", mode="before")
     @classmethod
@@ -276,6 +296,8 @@ class ProviderConfig(_Frozen):
             raise ValueError("needs `model` or `models`")
         if self.type == "custom" and self.base_url is None:
             raise ValueError("type custom needs a base_url")
+        if self.responses_api == "native" and self.type != "openai":
+            raise ValueError("responses_api: native needs type openai (other types are translated)")
         return self
 
     @property
@@ -300,11 +322,27 @@ class ProviderConfig(_Frozen):
         return self.limits.max_tokens or REQUIRED_MAX_TOKENS[self.kind]
 
 
+class ClientLimits(_Frozen):
+    """A client's own sliding 60 s windows (``app.governance``); ``None`` is unlimited."""
+
+    req_per_min: int | None = Field(default=None, gt=0)
+    tokens_per_min: int | None = Field(default=None, gt=0)
+
+
+class ClientBudgets(_Frozen):
+    """A client's USD budgets per UTC calendar day and month (``app.governance``); ``None`` is none."""
+
+    usd_per_day: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    usd_per_month: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
 class ClientKey(_Frozen):
     key: str
     allowed_providers: tuple[str, ...] | Literal["*"] = "*"
     description: str = ""
     cache_namespace: str | None = None  # keys sharing a namespace share cached answers (default: none)
+    limits: ClientLimits = ClientLimits()
+    budgets: ClientBudgets = ClientBudgets()
 
     @field_validator("key")
     @classmethod
@@ -373,8 +411,9 @@ class Policy(_Frozen):
     cooldown: CooldownPolicy = CooldownPolicy()
     default_max_tokens: int = Field(default=1024, gt=0)
     unpriced: Literal["allow", "deny"] = "allow"
-    """What budgets will do with a request whose price is unknown (its cost is null): ``allow``
-    serves it, ``deny`` refuses it. Budgets are not built yet; only the setting exists."""
+    """What a client with a USD budget may do with a model whose price is unknown (its cost is
+    null): ``allow`` serves it without charging the budget (a warning is logged), ``deny`` leaves
+    such targets out of its plan, and refuses with 403 ``model_unpriced`` when none is left."""
 
 
 class RuntimeStorage(_Frozen):
@@ -466,6 +505,12 @@ class BatchesConfig(_Frozen):
     keep: Duration = Field(default=30 * 86400.0, gt=0)  # how long a finished batch stays retrievable
 
 
+class ResponsesConfig(_Frozen):
+    """``/v1/responses``: how long stored responses (``store``, the default) are kept."""
+
+    store_ttl: Duration = Field(default=30 * 86400.0, gt=0)
+
+
 AliasTargets = Union[str, list[str]]
 
 
@@ -483,6 +528,7 @@ class Settings(_Frozen):
     workers: WorkersConfig = WorkersConfig()
     files: FilesConfig = FilesConfig()
     batches: BatchesConfig = BatchesConfig()
+    responses: ResponsesConfig = ResponsesConfig()
 
     @field_validator("version", mode="before")
     @classmethod
@@ -593,8 +639,9 @@ def _path(loc: tuple) -> str:
     return out or "(root)"
 
 
-def _readable(error: ValidationError) -> list[str]:
-    problems: list[str] = []
+def described_errors(error: ValidationError) -> list[tuple[str, str]]:
+    """Each problem of ``error`` as (path such as ``limits.req_per_min``, short reason)."""
+    described = []
     for item in error.errors():
         reason_of = _REASONS.get(item["type"])
         if reason_of:
@@ -603,7 +650,14 @@ def _readable(error: ValidationError) -> list[str]:
             reason = item["msg"]
             reason = reason.removeprefix("Value error, ").removeprefix("Assertion failed, ")
             reason = reason[0].lower() + reason[1:] if reason else reason
-        line = f"{_path(item['loc'])}: {reason}"
+        described.append((_path(item["loc"]), reason))
+    return described
+
+
+def _readable(error: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for path, reason in described_errors(error):
+        line = f"{path}: {reason}"
         if line not in problems:
             problems.append(line)
     return problems

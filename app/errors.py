@@ -9,11 +9,16 @@ re-derived from codes.
     GatewayError                       500 server_error
     ├── InvalidRequest                 400 invalid_request_error (also 405 method_not_allowed)
     ├── AuthenticationFailed           401 invalid_request_error / invalid_api_key
+    │                                      (also missing_api_key, api_key_revoked, api_key_expired)
     ├── PermissionDenied               403 permission_error / provider_not_allowed
+    │                                      (also model_not_allowed, model_unpriced)
     ├── NotFound                       404 invalid_request_error / not_found
     │   └── ModelNotFound              404 invalid_request_error / model_not_found
     ├── PayloadTooLarge                413 invalid_request_error / request_too_large
     ├── NoCapacity                     429 rate_limit_error / rate_limit_exceeded (+ Retry-After)
+    ├── ClientRateLimited              429 rate_limit_error / rate_limit_exceeded (+ Retry-After): the client's own window
+    ├── BudgetExceeded                 429 insufficient_quota / budget_exceeded (+ Retry-After)
+    ├── StorageUnavailable             503 server_error / storage_unavailable
     ├── UpstreamRejected               4xx the upstream's own client error, passed through
     └── UpstreamFailed                 502 upstream_error (503 / 504 by subclass)
         ├── UpstreamUnavailable        503 upstream_unavailable (+ Retry-After when known)
@@ -114,6 +119,35 @@ class NoCapacity(GatewayError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
     retry_later = True
+
+
+class ClientRateLimited(GatewayError):
+    """The client's own ``req_per_min`` / ``tokens_per_min`` window is full; waiting is the
+    client's to do, so it is never queued (``retry_later`` False)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(GatewayError):
+    """The client's USD budget for the UTC day or month has no room for this request's worst case."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class StorageUnavailable(GatewayError):
+    """The runtime store did not answer a call that must not be answered from memory."""
+
+    status = 503
+    type = "server_error"
+    code = "storage_unavailable"
+
+    def __init__(self, error: BaseException | None = None, *, retry_after: float | None = 1.0) -> None:
+        cause = f" ({type(error).__name__})" if error is not None else ""
+        super().__init__(f"The runtime store is unavailable{cause}; try again shortly.", retry_after=retry_after)
 
 
 class UpstreamRejected(GatewayError):

@@ -48,6 +48,9 @@ UNREADABLE_USAGE = Counter(
     "coo_llm_unreadable_usage_total", "Upstream answers whose usage could not be read (counted as unknown).", ["provider"]
 )
 NO_CAPACITY = Counter("coo_llm_no_capacity_total", "Requests refused because no key had room.", ["model"])
+CLIENT_REFUSALS = Counter(
+    "coo_llm_client_refusals_total", "Requests refused by the client's own limits or budget (app.governance).", ["reason"]
+)
 INFLIGHT = Gauge("coo_llm_inflight_requests", "Requests being handled now.", multiprocess_mode="livesum")
 STORE_DEGRADED = Gauge(
     "coo_llm_store_degraded", "1 while the shared runtime store is unreachable and this process serves from memory.",

@@ -7,8 +7,10 @@
    ``x-request-id`` if it is sane, else a new one) and ``request.ctx.record``, the
    ``RequestRecord`` (built here and nowhere else for HTTP requests) that the service fills in
    and the access log reads.
-2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models, files, batches; on request):
-   ``request.ctx.principal`` from the bearer key, or 401. The admin blueprint checks the admin key instead.
+2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models, responses, messages, files, batches; on request):
+   ``request.ctx.principal`` from the bearer key (config keys, and runtime clients from
+   ``app.clients.ClientDirectory``; a plain function, awaiting only for a runtime key this process
+   has not read yet), or 401. The admin blueprints check the admin key instead.
 3. The handler (``app.routes``): parse the body into a ``Call``, hand it to ``app.service``,
    render JSON or SSE. Errors are raised, never returned.
 4. ``render_error`` (exception handler): any exception becomes an OpenAI error envelope with its
@@ -18,7 +20,8 @@
    response is written.
 
 Per process, ``before_server_start`` opens on ``app.ctx``: the state store, the upstream session,
-the service (``app.service.Service``: catalog, balancer, cache), the usage sink (``finish``
+the runtime clients' directory (``app.clients``: loaded, then polled), the service
+(``app.service.Service``: catalog, balancer, governor, cache), the usage sink (``finish``
 appends one usage event per request through it; the local scheduler hears how many it stored,
 to fold a backlog early), the job queue (arq, or the local scheduler running the jobs
 in-process, given the same service, batch pump included) and the service's deferral
@@ -35,16 +38,19 @@ import itertools
 import os
 import re
 
+import orjson
 from loguru import logger
 from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import SanicException
 
+from adapters.messages_answer import anthropic_error_body
 from app.accounting import CLIENT_CLOSED, RequestRecord, finish
 from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
+from app.protocol import TimedProtocol
 from app import metrics
-from app.routes import admin, batches, chat, embeddings, files, health, models
+from app.routes import admin, batches, chat, clients, embeddings, files, health, messages, models, responses
 
 # Request objects die by reference counting; nearly nothing a request allocates needs the cycle
 # collector. At Python's default first threshold (700) a burst of 32 requests in flight started
@@ -78,6 +84,7 @@ class _RequestIds:
 _request_ids = _RequestIds()
 
 _RECORDED = ("/v1/", "/admin/")
+ANTHROPIC_ROUTES = "/v1/messages"  # their errors come in Anthropic's shape
 
 # Sanic's own loggers only speak up for real problems; our access log is app.accounting.
 SANIC_LOG_CONFIG = {
@@ -110,8 +117,10 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     app = Sanic(name, log_config=SANIC_LOG_CONFIG)
     app.config.REQUEST_MAX_SIZE = settings.server.max_body_bytes
     app.config.RESPONSE_TIMEOUT = 3600  # streams may legitimately run long; budgets live in dispatch
-    app.config.REQUEST_TIMEOUT = 60
-    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.config.REQUEST_TIMEOUT = settings.server.header_timeout  # TimedProtocol enforces headers and body from their start
+    app.config.KEEP_ALIVE_TIMEOUT = settings.server.keep_alive_timeout
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.server.shutdown_grace
+    TimedProtocol.configure(settings.server)
     app.config.NOISY_EXCEPTIONS = False
     app.config.ACCESS_LOG = False
     app.config.MOTD = False
@@ -123,6 +132,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     async def open_resources(app: Sanic) -> None:
         from app.accounting import UsageSink, attach_usage_sink
         from app.batches import Batches
+        from app.clients import ClientDirectory
         from app.deferral import Deferral
         from app.files import FileStore
         from app.logging import set_log_redactor
@@ -133,7 +143,10 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         from workers.queue import open_queue
 
         app.ctx.store = open_store(settings.storage.runtime, on_state=metrics.store_state_changed)
-        app.ctx.upstream = UpstreamClient()
+        app.ctx.clients = ClientDirectory(app.ctx.store)
+        app.ctx.authenticator.attach(app.ctx.clients)
+        await app.ctx.clients.start()
+        app.ctx.upstream = UpstreamClient(max_response_bytes=settings.server.max_upstream_response_bytes)
         await app.ctx.upstream.start()
         app.ctx.service = Service(settings, app.ctx.store, app.ctx.upstream)
         set_log_redactor(app.ctx.service.redactor)
@@ -156,6 +169,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         from app.logging import flush_logs
 
         app.ctx.loop_lag.cancel()
+        await app.ctx.clients.close()
         await app.ctx.queue.close()
         await app.ctx.service.close()
         await app.ctx.usage.close()
@@ -177,15 +191,28 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         else:
             record.finished = True  # health checks and scrapes are not logged
 
-    def authenticate(request: Request) -> None:
-        principal = app.ctx.authenticator.authenticate(request.headers.get("authorization"))
+    def authenticate(request: Request):
+        headers = request.headers
+        authorization = headers.get("authorization")
+        if authorization is None and "x-api-key" in headers:  # the anthropic SDKs' way
+            authorization = "Bearer " + headers["x-api-key"]
+        principal = app.ctx.authenticator.authenticate(authorization)
+        if principal is None:
+            return look_up(request, authorization)  # Sanic awaits what a middleware returns
+        request.ctx.principal = principal
+        request.ctx.record.client = principal.id
+        return None
+
+    async def look_up(request: Request, authorization: str | None) -> None:
+        principal = await app.ctx.authenticator.look_up(authorization)
         request.ctx.principal = principal
         request.ctx.record.client = principal.id
 
-    for blueprint in (chat.bp, embeddings.bp, models.bp, files.bp, batches.bp):
+    for blueprint in (chat.bp, embeddings.bp, models.bp, responses.bp, messages.bp, files.bp, batches.bp):
         blueprint.on_request(authenticate)
         app.blueprint(blueprint)
     app.blueprint(admin.bp)
+    app.blueprint(clients.bp)
     app.blueprint(health.bp)
 
     @app.exception(Exception)
@@ -200,8 +227,12 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         record = getattr(request.ctx, "record", None)
         if record is not None and not record.error:
             record.error = gateway_error.code or gateway_error.type
+        if request.path.startswith(ANTHROPIC_ROUTES):
+            body = orjson.dumps(anthropic_error_body(gateway_error.status, gateway_error.message, openai_type=gateway_error.type))
+        else:
+            body = gateway_error.body()
         return HTTPResponse(
-            gateway_error.body(),
+            body,
             status=gateway_error.status,
             headers=gateway_error.headers(),
             content_type="application/json",
@@ -213,6 +244,10 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         if record is None:
             return
         response.headers.setdefault("x-request-id", record.request_id)
+        # Sanic keeps the request in a context variable, and every task or timer created while it
+        # ran (aiohttp's connection timers, a store batch) copies that context: the request can
+        # outlive its answer by a minute. Its body (up to max_body_mb) must not.
+        request.body = b""
         if not record.stream and not record.finished:
             if record.status != CLIENT_CLOSED:  # a client that hung up got no response to count
                 record.status = response.status

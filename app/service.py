@@ -4,11 +4,14 @@
 whose first frames are already in hand. Both run the same steps:
 
 1. Resolve the model once (``Catalog.resolve``): the ordered targets the caller may use
-   (404 / 403 otherwise).
+   (404 / 403 otherwise; 403 ``model_not_allowed`` for a model outside the client's ``allowed_models``).
 2. Plan (``plan``): build the upstream request for every target before any key is reserved; a
    target whose provider cannot honour the request is left out (the client gets a 400 naming the
    parameter when none is left); and the cache plan (``app.cache``).
-3. Cache: a hit answers at once, costs nothing and records what it saved.
+3. Admit (``app.governance.Governor.admit``): the client's own windows and USD budget, reserved
+   atomically in the store (429 ``rate_limit_exceeded`` / ``budget_exceeded``); free for a client
+   without limits and budgets. Then the cache: a hit answers at once, costs nothing and records
+   what it saved.
 4. The attempt loop (``_attempts``): lease the best key with room (``Balancer.acquire``: no room
    anywhere is a 429 with ``Retry-After``), send with the key's headers, translate through the
    call's ``Endpoint``. A retryable failure moves on to the next candidate (keys already tried go
@@ -20,12 +23,14 @@ whose first frames are already in hand. Both run the same steps:
 6. Settle. Every lease goes back through ``_settle`` exactly once, whatever happened (answer,
    upstream failure, a stream that broke, a client that hung up): it corrects the token window to
    what was spent, feeds key health and cooldowns, counts the attempt and charges the request
-   record. A successful answer is saved in the cache. The record itself is finished (metrics, the
-   access line, the usage event: ``app.accounting.finish``) once the client has its answer: by
-   the app's response middleware, or for a stream when its ``Relay`` closes.
+   record. A successful answer is saved in the cache. Then the admission settles, once, with what
+   the record was charged (the client's windows and budget get the real tokens and cost). The
+   record itself is finished (metrics, the access line, the usage event:
+   ``app.accounting.finish``) once the client has its answer: by the app's response middleware,
+   or for a stream when its ``Relay`` closes.
 
 ``execute(call, record)`` is steps 1, 2 and 4 alone, for work that answers no HTTP client
-itself: a queued retry run by a worker.
+itself: a queued retry run by a worker (the web process that queued it holds its admission).
 """
 
 from __future__ import annotations
@@ -40,9 +45,9 @@ from multidict import CIMultiDict
 
 from adapters import AdapterError, ChatResult, UpstreamError, UpstreamRequest, Usage, adapter_for
 from adapters.base import Outcome
-from adapters.sse import SSEDecoder, frame
+from adapters.sse import SSEDecoder
 from app import metrics
-from app.accounting import UNLISTED_MODEL, RequestRecord, finish
+from app.accounting import UNLISTED_MODEL, RequestRecord, finish, frames_with_cost
 from app.cache import CachePlan, ResponseCache
 from app.calls import Call
 from app.errors import (
@@ -56,12 +61,16 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from app.governance import FREE, Governor
 from app.redact import Redactor, configured_secrets
 from app.upstream import UpstreamClient, UpstreamStream
 from balancer.catalog import Catalog, ForbiddenModel, Target, UnknownModel
 from balancer.pool import Balancer, Exhausted, Lease
 
 T = TypeVar("T")
+
+# Upstream answers larger than this are parsed and translated in a thread, not on the event loop.
+OFF_LOOP_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -82,8 +91,10 @@ def spent_estimate(lease: Lease) -> Usage:
 class Service:
     def __init__(self, settings, store, upstream: UpstreamClient, *, cache: ResponseCache | None = None) -> None:
         self.settings = settings
+        self.store = store
         self.catalog = Catalog(settings)
         self.balancer = Balancer(settings, store)
+        self.governor = Governor(settings, store, self.balancer)
         self.upstream = upstream
         self.cache = cache or ResponseCache(settings, store)
         self.deferral = None  # ``app.deferral.Deferral``, given by the app once its job queue exists
@@ -113,6 +124,8 @@ class Service:
     # ----------------------------------------------------------------- resolve and plan
 
     def targets(self, model: str, principal) -> list[Target]:
+        if principal.models is not None and model not in principal.models:
+            raise PermissionDenied(f"Your API key may not use the model '{model}'.", param="model", code="model_not_allowed")
         try:
             return self.catalog.resolve(model, principal.allows)
         except UnknownModel:
@@ -142,25 +155,41 @@ class Service:
         """One JSON answer (steps 1-6)."""
         record.billable = True
         plan = self.plan(call)
-        hit = await self._cached(plan, record)
-        if hit is not None:
-            return ChatResult(hit, None)
+        admission = await self.governor.admit(plan, record)
         try:
-            result = await self._attempts(plan, record, self._send)
-        except GatewayError as error:
-            if not (call.deferrable and error.retry_later and self.deferral is not None):
-                raise
-            result = await self.deferral.wait(call, record, error)
-        await self.cache.save(plan.cache, result.body, record)
-        return result
+            hit = await self._cached(plan, record)
+            if hit is not None:
+                await call.endpoint.keep(self, call, hit)
+                return ChatResult(hit, None)
+            try:
+                result = await self._attempts(plan, record, self._send)
+            except GatewayError as error:
+                if not (call.deferrable and error.retry_later and self.deferral is not None):
+                    raise
+                result = await self.deferral.wait(call, record, error)
+            await self.cache.save(plan.cache, result.body, record)
+            await call.endpoint.keep(self, call, result.body)
+            return result
+        finally:
+            await admission.settle(record)
 
     async def open_stream(self, call: Call, record: RequestRecord) -> "Relay":
         """A stream whose first frames exist (steps 1-4); the ``Relay`` settles the rest."""
         record.billable = True
         record.stream = True
         plan = self.plan(call)
-        hit = await self._cached(plan, record)
-        relay = Relay(self, plan, record, replay=call.endpoint.replay(call, hit)) if hit is not None else await self._attempts(plan, record, self._open)
+        admission = await self.governor.admit(plan, record)
+        try:
+            hit = await self._cached(plan, record)
+            if hit is not None:
+                replay = call.endpoint.replay(call, hit)
+                relay = Relay(self, plan, record, replay=frames_with_cost(replay, 0.0) if call.include_usage else replay, cached=hit)
+            else:
+                relay = await self._attempts(plan, record, self._open)
+        except BaseException:
+            await admission.settle(record)
+            raise
+        relay.admission = admission
         record.status = 200
         return relay
 
@@ -179,7 +208,7 @@ class Service:
             return None
         record.cache_result = "hit"
         self.cache.charge_hit(entry, record)
-        return entry.body
+        return plan.call.endpoint.cached(plan.call, entry.body)
 
     # ----------------------------------------------------------------- the attempt loop
 
@@ -214,7 +243,9 @@ class Service:
             try:
                 return await attempt(plan, lease, record, min(remaining, target.timeout) if target.timeout else remaining)
             except UpstreamError as error:
-                failure = error
+                # Kept past the except block, so without its traceback: that holds this frame,
+                # and the cycle (with the request's body in it) would wait for the cyclic GC.
+                failure = error.with_traceback(None)
             except asyncio.CancelledError:
                 # The client hung up: the upstream may have done the work, so keep the estimate.
                 await self._settle(lease, record, Outcome.CLIENT_ERROR, spent=spent_estimate(lease))
@@ -231,16 +262,29 @@ class Service:
                 await asyncio.sleep(min(self._retry.interval, max(0.0, deadline - time.monotonic())))
         raise self._final_error(call.model, plan.targets, record.attempts, last, last_lease, exhausted)
 
+    def _headers_for(self, lease: Lease, request: UpstreamRequest) -> CIMultiDict:
+        """The key's headers, plus the request's own (which never replace the credentials)."""
+        headers = self._headers[lease.key.id]
+        if not request.headers:
+            return headers
+        merged = CIMultiDict(request.headers)
+        merged.update(headers)
+        return merged
+
     async def _send(self, plan: Plan, lease: Lease, record: RequestRecord, timeout: float) -> ChatResult:
         """A unary attempt."""
         adapter = adapter_for(lease.target.kind)
         started = time.perf_counter()
-        response = await self.upstream.send(plan.requests[id(lease.target)], self._headers[lease.key.id], timeout=timeout)
+        request = plan.requests[id(lease.target)]
+        response = await self.upstream.send(request, self._headers_for(lease, request), timeout=timeout)
         latency = time.perf_counter() - started
         metrics.child(metrics.UPSTREAM_LATENCY, lease.target.provider_id).observe(latency)
         if response.status >= 300:
             raise adapter.parse_error(response.status, response.headers, response.body)
-        result = plan.call.endpoint.parse(plan.call, adapter, response.body)
+        if len(response.body) > OFF_LOOP_BYTES:  # parse a big answer in a thread: other requests keep being served
+            result = await asyncio.to_thread(plan.call.endpoint.parse, plan.call, adapter, lease.target, response.body)
+        else:
+            result = plan.call.endpoint.parse(plan.call, adapter, lease.target, response.body)
         if result.usage_unreadable:
             self._unreadable_usage(lease, record)
         await self._settle(lease, record, Outcome.SUCCESS, spent=result.usage or spent_estimate(lease), latency=latency)
@@ -251,11 +295,12 @@ class Service:
         """A streaming attempt: succeeds once the first frame exists (the lease settles when the relay closes)."""
         adapter = adapter_for(lease.target.kind)
         started = time.perf_counter()
-        upstream = await self.upstream.open_stream(plan.requests[id(lease.target)], self._headers[lease.key.id], timeout=timeout)
+        request = plan.requests[id(lease.target)]
+        upstream = await self.upstream.open_stream(request, self._headers_for(lease, request), timeout=timeout)
         try:
             if upstream.status >= 300:
                 raise adapter.parse_error(upstream.status, upstream.headers, await upstream.read())
-            relay = Relay(self, plan, record, lease=lease, upstream=upstream, translator=plan.call.endpoint.stream_translator(plan.call, adapter))
+            relay = Relay(self, plan, record, lease=lease, upstream=upstream, translator=plan.call.endpoint.stream_translator(plan.call, adapter, lease.target))
             await relay.prime()
         except BaseException:
             upstream.close()
@@ -377,8 +422,10 @@ class Relay:
     stored answer's frames. Leaving the ``async with`` closes the upstream and settles exactly
     once, shielded (a client hanging up right after ``[DONE]`` cancels the handler mid-settle,
     and accounting must still complete): the lease with the usage seen (or the estimate), the
-    answer into the cache (only when the whole stream reached the client), and the request record.
-    A client that left before the end is recorded as 499.
+    answer into the cache (only when the whole stream reached the client), the client's admission
+    (``app.governance``) and the request record. A client that left before the end is recorded
+    as 499. When the client asked for usage, the usage chunk carries the request's cost as
+    ``usage.cost_usd`` (null when the price is unknown).
     """
 
     def __init__(
@@ -391,8 +438,10 @@ class Relay:
         upstream: UpstreamStream | None = None,
         translator=None,
         replay: list[bytes] | None = None,
+        cached: bytes | None = None,
     ) -> None:
         self._service = service
+        self._cached = cached  # the cached answer the replay frames come from
         self._plan = plan
         self._record = record
         self.record = record
@@ -406,9 +455,10 @@ class Relay:
         self._ended = replay is not None
         self._failure: UpstreamError | None = None
         self._sent = 0
-        store = plan.cache is not None and plan.cache.store and replay is None
-        self._assembler = plan.call.endpoint.assembler(plan.call) if store else None
+        self._caching = plan.cache is not None and plan.cache.store and replay is None
+        self._assembler = None if replay is not None else plan.call.endpoint.assembler(plan.call, translator, caching=self._caching)
         self.delivered = False  # the client got the last frame
+        self.admission = FREE  # the client's hold on its windows and budget, given by ``open_stream``
 
     async def _pull(self) -> bool:
         """Read upstream until frames are pending; False when the upstream stream has ended."""
@@ -467,16 +517,20 @@ class Relay:
                 pending, self._pending = self._pending, []
                 return b"".join(pending)  # one write per upstream read, not one per frame
             self._ended = True
-            return b"".join(self._translator.finish())
+            frames = self._translator.finish()
+            if self._plan.call.include_usage:
+                usage = self._translator.usage
+                frames = frames_with_cost(frames, self.lease.target.cost(usage) if usage is not None else None)
+            return b"".join(frames)
         except UpstreamError as error:
             self._ended = True
-            self._failure = error
+            self._failure = error.with_traceback(None)  # no traceback: it would hold this relay in a cycle
             redactor = self._service.redactor
             envelope = error.envelope or {"error": {"message": error.message, "type": "upstream_error", "param": None, "code": "stream_interrupted"}}
             self._record.error = f"stream broke: {redactor.scrub(error.message)[:200]}"
             if self._assembler is not None:
                 self._assembler.failed = True
-            return frame(redactor.scrub_envelope(envelope))
+            return b"".join(self._plan.call.endpoint.error_frames(self._plan.call, redactor.scrub_envelope(envelope), self._translator))
 
     async def __aexit__(self, kind, error, traceback) -> None:
         if error is not None and not self.delivered:
@@ -502,6 +556,15 @@ class Relay:
                     usage = {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens, "total_tokens": record.prompt_tokens + record.completion_tokens}
                     body = self._assembler.completion(usage)
                     if body is not None:
-                        await self._service.cache.save(self._plan.cache, body, record)
+                        if self._caching:
+                            await self._service.cache.save(self._plan.cache, body, record)
+                        call = self._plan.call
+                        await call.endpoint.keep(self._service, call, body)
+            elif self.delivered and self._cached is not None:
+                call = self._plan.call
+                await call.endpoint.keep(self._service, call, self._cached)
         finally:
-            finish(record)
+            try:
+                await self.admission.settle(record)
+            finally:
+                finish(record)

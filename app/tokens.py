@@ -2,6 +2,10 @@
 
 About four characters per token for text, a flat cost per image and per message. The estimate
 only has to be close: after the call the window is corrected to the upstream's real count.
+
+The arithmetic lives here once. ``app.inbound`` applies it while it checks a request (one pass
+over the body); ``estimate_prompt_tokens`` / ``estimate_embedding_tokens`` apply it to a body
+that did not come through the boundary and are the reference the boundary is tested against.
 """
 
 from __future__ import annotations
@@ -11,6 +15,18 @@ import orjson
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
 TOKENS_PER_IMAGE = 800
+REPLY_PRIMING_TOKENS = 3  # every reply starts with a few tokens of its own
+IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
+
+
+def prompt_estimate(chars: int, images: int, messages: int) -> int:
+    """Prompt tokens of a chat request with ``chars`` characters of text and tool JSON."""
+    return chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * messages + TOKENS_PER_IMAGE * images + REPLY_PRIMING_TOKENS
+
+
+def text_tokens(text: str) -> int:
+    """Tokens of one embeddings input text (at least one)."""
+    return max(1, len(text) // CHARS_PER_TOKEN)
 
 
 def _content_chars(content) -> tuple[int, int]:
@@ -20,9 +36,12 @@ def _content_chars(content) -> tuple[int, int]:
     chars = images = 0
     if isinstance(content, list):
         for part in content:
+            if isinstance(part, str):  # a bare string part, which the adapters send as text
+                chars += len(part)
+                continue
             if not isinstance(part, dict):
                 continue
-            if part.get("type") in ("image_url", "input_image", "image"):
+            if part.get("type") in IMAGE_PART_TYPES:
                 images += 1
             else:
                 text = part.get("text")
@@ -45,7 +64,7 @@ def estimate_prompt_tokens(chat: dict) -> int:
     tools = chat.get("tools")
     if tools:
         chars += len(orjson.dumps(tools))
-    return chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * len(messages) + TOKENS_PER_IMAGE * images + 3
+    return prompt_estimate(chars, images, len(messages))
 
 
 def estimate_embedding_tokens(body: dict) -> int:
@@ -55,7 +74,7 @@ def estimate_embedding_tokens(body: dict) -> int:
     total = 0
     for item in items:
         if isinstance(item, str):
-            total += max(1, len(item) // CHARS_PER_TOKEN)
+            total += text_tokens(item)
         elif isinstance(item, list):
             total += len(item)
     return total

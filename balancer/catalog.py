@@ -51,6 +51,7 @@ class Target:
     rank: int = 0
     listed: bool = True  # False for a ``provider:model`` the config does not list (any name a client sends)
     default_max_tokens: int | None = None  # sent when the client gives none (providers that need one)
+    native_responses: bool = False  # speaks /responses itself (``responses_api: native``)
 
     def cost(self, usage: "Usage") -> float | None:
         """USD for ``usage`` at this target's price (``Price.cost``); None when the price is unknown."""
@@ -73,6 +74,7 @@ def target_for(provider, model: str, rank: int = 0, *, listed: bool = True, pric
         rank=rank,
         listed=listed,
         default_max_tokens=provider.effective_default_max_tokens,
+        native_responses=provider.responses_api == "native",
     )
 
 

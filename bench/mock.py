@@ -8,8 +8,9 @@ path tail or body) with one fixed body:
 - ``/anthropic/``         an Anthropic Messages response
 - ``/anthropic-stream/``  an Anthropic Messages SSE stream (50 text deltas, usage on
   ``message_start`` and ``message_delta``)
+- ``/rejecting/``         HTTP 400 with an OpenAI error body (the upstream refuses the request)
 
-Bodies live in the config and are sent with ``return 200``: nginx's static-file handler refuses
+Bodies live in the config and are sent with ``return <status>``: nginx's static-file handler refuses
 POST (405), while ``return`` answers any method and sets ``Content-Length``. One config token may
 not exceed 4 KB, so each body is cut into pieces held by constant ``map`` variables and
 ``return`` joins them.
@@ -30,6 +31,7 @@ OPENAI = "/openai"
 OPENAI_STREAM = "/openai-stream"
 ANTHROPIC = "/anthropic"
 ANTHROPIC_STREAM = "/anthropic-stream"
+REJECTING = "/rejecting"
 
 _WORDS = [f"word{n} " for n in range(STREAM_CHUNKS)]
 _TEXT = "".join(_WORDS)
@@ -106,13 +108,19 @@ def anthropic_stream() -> bytes:
     return b"".join(frames)
 
 
-def routes() -> dict[str, tuple[str, bytes]]:
-    """Path prefix -> (content type, body)."""
+def openai_rejection() -> bytes:
+    error = {"message": "This model's maximum context length is 128000 tokens.", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}
+    return orjson.dumps({"error": error})
+
+
+def routes() -> dict[str, tuple[str, bytes, int]]:
+    """Path prefix -> (content type, body, status)."""
     return {
-        OPENAI: ("application/json", openai_chat()),
-        OPENAI_STREAM: ("text/event-stream", openai_stream()),
-        ANTHROPIC: ("application/json", anthropic_message()),
-        ANTHROPIC_STREAM: ("text/event-stream", anthropic_stream()),
+        OPENAI: ("application/json", openai_chat(), 200),
+        OPENAI_STREAM: ("text/event-stream", openai_stream(), 200),
+        ANTHROPIC: ("application/json", anthropic_message(), 200),
+        ANTHROPIC_STREAM: ("text/event-stream", anthropic_stream(), 200),
+        REJECTING: ("application/json", openai_rejection(), 400),
     }
 
 
@@ -143,10 +151,10 @@ def body_variables(name: str, body: bytes) -> tuple[list[str], str]:
 def nginx_config(workdir: Path, port: int) -> str:
     """A complete nginx.conf: one process, no daemon, everything inside ``workdir``."""
     maps, locations = [], []
-    for prefix, (ctype, body) in routes().items():
+    for prefix, (ctype, body, status) in routes().items():
         variables, joined = body_variables(prefix.strip("/").replace("-", "_"), body)
         maps += variables
-        locations.append(f"    location {prefix}/ {{\n      default_type {ctype};\n      return 200 {joined};\n    }}")
+        locations.append(f"    location {prefix}/ {{\n      default_type {ctype};\n      return {status} {joined};\n    }}")
     temp = workdir / "nginx-temp"
     maps_text = "\n".join(maps)
     locations_text = "\n".join(locations)
@@ -162,6 +170,7 @@ http {{
   keepalive_requests 1000000;
   keepalive_timeout 120s;
   client_body_buffer_size 64k;
+  client_max_body_size 16m;
   client_body_temp_path {temp}/body;
   proxy_temp_path {temp}/proxy;
   fastcgi_temp_path {temp}/fastcgi;

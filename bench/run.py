@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import orjson
 import yaml
 
 from bench import mock, procs, stats, wrk
@@ -256,6 +257,34 @@ class Run:
             out["reason"] = f"{out['errors']} failed or non-2xx responses"
         return out
 
+    def rss_after_rejections(self, *, requests: int = 200, prompt_mb: int = 1) -> dict:
+        """RSS growth of a fresh memory gateway over ``requests`` chat requests with ``prompt_mb``
+        MB prompts that the upstream rejects (400), beside the same requests answered (200): the
+        error path must free a request's body as the answered path does."""
+        prompt = "x" * (prompt_mb << 20)
+        body = orjson.dumps({"model": "gpt-bench", "messages": [{"role": "user", "content": prompt}]})
+        headers = {**request_headers(), "content-type": "application/json"}
+        out: dict = {"requests": requests, "prompt_mb": prompt_mb}
+        for label, upstream, expect in (("rejected", mock.REJECTING, 400), ("answered", mock.OPENAI, 200)):
+            row = replace(BY_ID["memory-1w"], upstream=upstream)
+            service = None
+            try:
+                service, port = self.start_target(row, gateway_config(row, mock_url=self.mock_url, redis_url=None), tag=f"-{label}")
+                http_request(port, "POST", row.path, body=body, headers=headers, timeout=30)  # warm: first-use allocations
+                before = service.rss_mb()
+                statuses = [http_request(port, "POST", row.path, body=body, headers=headers, timeout=30)[0] for _ in range(requests)]
+                time.sleep(0.5)
+                after = service.rss_mb()
+                wrong = sum(1 for status in statuses if status != expect)
+                out[label] = {"rss_mb_before": round(before, 1), "rss_mb_after": round(after, 1), "growth_mb": round(after - before, 1), "unexpected_status": wrong}
+            except Exception as error:  # noqa: BLE001
+                out[label] = {"status": "failed", "reason": f"{type(error).__name__}: {error}"[:600]}
+            finally:
+                if service is not None:
+                    service.stop()
+        say(f"RSS after {requests} rejected {prompt_mb} MB prompts: {out.get('rejected')}; answered: {out.get('answered')}")
+        return out
+
     def rss_growth(self, rps_hint: float | None) -> dict:
         """RSS of a fresh memory gateway at each of ``rss_checkpoints`` requests (32 connections)."""
         row = BY_ID["memory-1w"]
@@ -372,6 +401,8 @@ def run(rows: list[Row], phases: Phases, workdir: Path, *, pin: bool, repeat: in
             extra["rss_growth"] = bench.rss_growth((results.get("memory-1w", {}).get("c32") or {}).get("rps"))
         elif "memory-1w" in [r.id for r in rows]:
             extra["rss_growth"] = {"status": "skipped", "reason": "quick run" if phases is QUICK else "--no-rss"}
+        if "memory-1w" in [r.id for r in rows]:
+            extra["rss_after_rejections"] = bench.rss_after_rejections(requests=200 if phases.rss_growth else 20)
     finally:
         if bench.mock is not None:
             bench.mock.stop()

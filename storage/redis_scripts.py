@@ -397,11 +397,11 @@ DOC_READ = Script("doc_read", "return redis.call('MGET', unpack(KEYS))")
 DOC_UNINDEX = Script("doc_unindex", "return redis.call('ZREM', KEYS[1], unpack(ARGV))")
 
 # COUNTERS_ADD: ``RedisStore.counters_add`` (contract 9): add every delta, unless a limited field
-# would pass its maximum.
+# would pass its maximum. Hot: clients' budgets reserve and settle with it on the request path.
 #   KEYS: keys.counters(name)
 #   ARGV: TTL ms (0: none), n, then n pairs (field, delta), then pairs (field, maximum)
 #   ->    {1, value of each delta field after} | {0, value of each delta field now}
-COUNTERS_ADD = Script("counters_add", """
+COUNTERS_ADD = Script("counters_add", hot=True, source="""
 local n = tonumber(ARGV[2])
 local deltas = {}
 for i = 0, n - 1 do deltas[ARGV[3 + 2 * i]] = tonumber(ARGV[4 + 2 * i]) end
@@ -432,4 +432,4 @@ SCRIPTS = (
 
 # RedisStore methods that run hot scripts only (the transport bounds them itself: see
 # ``RedisStore.self_bounded``).
-HOT_CALLS = frozenset({"reserve", "settle", "cool_down", "key_states", "cache_get", "cache_put"})
+HOT_CALLS = frozenset({"reserve", "settle", "cool_down", "key_states", "cache_get", "cache_put", "counters_add"})

@@ -111,6 +111,22 @@ def test_an_embeddings_batch_answers_with_embeddings(gw, fake):
     assert done.error_file_id is None
 
 
+def test_a_responses_batch_answers_with_response_objects(gw, fake):
+    client = openai_client(gw)
+    lines = [{"custom_id": f"r-{n}", "method": "POST", "url": "/v1/responses", "body": {"model": MODEL, "input": f"line r-{n}"}} for n in range(3)]
+    _, batch = create_batch(client, lines, endpoint="/v1/responses")
+    done = wait_for_batch(client, batch.id, ("completed", "failed"), 30)
+    assert done.status == "completed" and done.request_counts.completed == 3, done
+    output = file_lines(client, done.output_file_id)
+    assert [line["custom_id"] for line in output] == ["r-0", "r-1", "r-2"]
+    for line in output:
+        body = line["response"]["body"]
+        assert body["object"] == "response" and body["output"][0]["content"][0]["text"] == f"echo: line {line['custom_id']}"
+    stored = client.responses.retrieve(output[0]["response"]["body"]["id"])  # stored like a live one (store defaults to true)
+    assert stored.output_text == "echo: line r-0"
+    assert upstream_calls_per_line(fake) == {"r-0": 1, "r-1": 1, "r-2": 1}
+
+
 def test_bad_lines_fail_the_batch_at_validating_and_name_each_line(gw, fake, schemas_if_present):
     client = openai_client(gw)
     lines = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -68,6 +69,28 @@ def test_curl_example(gw, fake):
     )
     assert result.returncode == 0, result.stderr
     assert '"content":"echo: Say hello"' in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_client_admin_examples(gw, fake):
+    """The admin API's client examples, in order: create, list, show, change, revoke."""
+    create, listing, change, revoke = [b for b in blocks("bash") if "/admin/v1/clients" in b]
+    env = {"COO_ADMIN_KEY": "admin-secret-key", "PATH": "/usr/bin:/bin"}
+
+    def run(command: str, **extra) -> list[dict]:
+        result = subprocess.run(["sh", "-c", as_written(command, gw)], capture_output=True, text=True, env={**env, **extra})
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.replace("}{", "}\n{").splitlines() if line.strip()]
+
+    [made] = run(create)
+    assert made["name"] == "team-a" and made["key"].startswith("sk-coo-") and made["budgets"]["usd_per_day"] == 5
+    client_id = made["id"]
+    listed, shown = run(listing, CLIENT_ID=client_id)
+    assert client_id in [c["id"] for c in listed["data"]] and shown["id"] == client_id and "key" not in shown
+    [changed] = run(change, CLIENT_ID=client_id)
+    assert changed["budgets"] == {"usd_per_day": 10, "usd_per_month": 100} and changed["limits"] == {"req_per_min": 60, "tokens_per_min": None}
+    [revoked] = run(revoke, CLIENT_ID=client_id)
+    assert revoked["revoked"] is True
 
 
 def test_batch_example(gw, fake):

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from adapters.base import AdapterError, Outcome, SSEEvent, UpstreamError, Usage
 from adapters.responses import input_items, replay_messages, response_to_chat_messages, responses_param_for, responses_request_to_chat
-from adapters.responses_objects import chat_completion_to_response, new_item_id, response_usage
+from adapters.responses_objects import read_response_usage, chat_completion_to_response, new_item_id, response_usage
 from adapters.responses_stream import NativeResponsesStream, ResponsesStream, response_to_events
 from streams import events_of
 
@@ -588,9 +588,10 @@ def test_request_settings_are_echoed_as_openai_returns_them(schemas_if_present):
 
 
 def test_usage_of_a_response_object():
-    assert response_usage({"usage": RESPONSE_USAGE}) == Usage(19, 10, 3)
+    assert response_usage({"usage": RESPONSE_USAGE}) == Usage(19, 10, 3, reasoning_tokens=RESPONSE_USAGE["output_tokens_details"]["reasoning_tokens"])
     assert response_usage({"usage": None}) is None
     assert response_usage({"usage": {"input_tokens": 5, "input_tokens_details": None, "output_tokens": None}}) == Usage(5, 0, 0)
+    assert read_response_usage({"usage": {"input_tokens": "lots", "output_tokens": 2}}) == (None, True)  # unknown, never a crash
 
 
 # ------------------------------------------------------------------ conversations and input items

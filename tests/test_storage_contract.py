@@ -409,3 +409,88 @@ def test_counters_add_atomically_within_limits(storage_config):
     assert plain == (True, {"done": 2.0, "failed": 1.0}) and more == (True, {"done": 1.0})
     assert "month" not in dropped and dropped["day"] == pytest.approx(9.0)
     assert expired == {} and empty == {}
+
+
+# ---------------------------------------------------------------------------------- runtime clients (contracts 1, 2, 8, 9)
+
+
+def test_clients_are_held_found_by_digest_and_revoked(storage_config):
+    """What ``app.clients`` keeps in a store: a client document, its key index, the version counter."""
+    from app.clients import CLIENT_KEYS, CLIENTS, ClientDirectory, ClientInput, client_document, key_digest, new_client_id, new_key
+
+    async def scenario(store):
+        here, there = ClientDirectory(store), ClientDirectory(store)  # two processes' directories
+        await here.reload()
+        await there.reload()
+        empty = here.empty
+        key, now = new_key(), time.time()
+        spec = ClientInput.model_validate({"name": "t", "allowed_models": ["m"], "limits": {"req_per_min": 3}, "budgets": {"usd_per_day": 2.5}})
+        doc = client_document(spec, client_id=new_client_id(), key=key, now=now)
+        await store.doc_put(CLIENT_KEYS, doc["digest"], {"id": doc["id"]}, now=now)
+        await store.doc_put(CLIENTS, doc["id"], doc, now=now)
+        await here.changed()
+        digest = key_digest(key)
+        local, looked_up = here.find(digest), await there.look_up(digest)  # "there" has not reloaded: the store lookup
+        unknown = await there.look_up(key_digest(new_key()))
+        await store.doc_put(CLIENTS, doc["id"], {**doc, "revoked": True}, now=now)
+        await here.changed()
+        await there._poll_once()  # the version moved: "there" reads again
+        return empty, here.empty, local, looked_up, unknown, there.find(digest), here.names()
+
+    empty, not_empty, local, looked_up, unknown, after, names = run_with(storage_config, scenario)
+    assert empty is True and not_empty is False
+    principal = local[1]
+    assert principal == looked_up[1] and principal.models == frozenset({"m"}) and not principal.revoked
+    assert (principal.rules.req_per_min, principal.rules.usd_per_day, principal.rules.usd_per_month) == (3, 2.5, None)
+    assert unknown is None
+    assert after[1].revoked is True and after[1].id == principal.id and names == {principal.id: "t"}
+
+
+def test_client_budgets_and_windows_hold_across_governors(storage_config):
+    """Two ``Governor``s (two processes) on one store: the budget and the request window are one."""
+    from app.accounting import RequestRecord
+    from app.auth import Principal, Rules
+    from app.calls import Call
+    from app.config import settings_from_data
+    from app.endpoints import CHAT
+    from app.errors import BudgetExceeded, ClientRateLimited
+    from app.governance import Governor
+    from app.service import Plan
+    from balancer.catalog import Catalog
+    from balancer.pool import Balancer
+
+    settings = settings_from_data(
+        {"llm_providers": [{"id": "p", "type": "openai", "api_keys": ["k"], "models": ["m"], "pricing": {"input_token_cost": 1, "output_token_cost": 2}}]}
+    )
+    targets = Catalog(settings).resolve("m", lambda _: True)
+    each = 10 * 0.001 + 100 * 0.002  # the worst case of one request: 0.21 USD
+
+    def plan_for(principal):
+        return Plan(Call(endpoint=CHAT, body={}, model="m", principal=principal, max_tokens=100, prompt_tokens=10), list(targets), {})
+
+    async def scenario(store):
+        governors = [Governor(settings, store, Balancer(settings, store)) for _ in range(2)]
+        budgeted = Principal(f"cl_b{time.time_ns()}", rules=Rules(usd_per_day=0.5))
+        records = [RequestRecord(f"r{n}") for n in range(4)]
+        results = await asyncio.gather(
+            *(governors[n % 2].admit(plan_for(budgeted), records[n]) for n in range(4)), return_exceptions=True
+        )
+        admitted = [(r, records[n]) for n, r in enumerate(results) if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        admission, record = admitted[0]
+        record.charge(10, 20, 0.05)  # cheaper than its worst case: the difference goes back
+        await admission.settle(record)
+        await admission.settle(record)  # twice: counted once
+        again = await governors[1].admit(plan_for(budgeted), RequestRecord("r5"))
+        spent = await store.counters_get(f"spend:{budgeted.id}")
+        windowed = Principal(f"cl_w{time.time_ns()}", rules=Rules(req_per_min=3))
+        window = await asyncio.gather(*(governors[n % 2].admit(plan_for(windowed), RequestRecord("w")) for n in range(5)), return_exceptions=True)
+        return admitted, refused, record, again, spent, window
+
+    admitted, refused, record, again, spent, window = run_with(storage_config, scenario)
+    assert len(admitted) == 2 and len(refused) == 2 and all(isinstance(e, BudgetExceeded) for e in refused)
+    assert record.budget_remaining == pytest.approx(0.5 - each - 0.05)
+    assert again.usd == pytest.approx(each)
+    day = [name for name in spent if name.startswith("usd:") and len(name) == 14]
+    assert spent[day[0]] == pytest.approx(0.05 + 2 * each) and spent[day[0].replace("usd:", "req:")] == 1
+    assert sum(1 for r in window if isinstance(r, ClientRateLimited)) == 2

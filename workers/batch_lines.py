@@ -9,12 +9,13 @@ this process, until none is left to hand out or the batch was stopped.
 
 Running a line (``_run``): its ``Call`` is built from its body by the live route's own function
 (``app.batch_input.BATCH_ENDPOINTS``), with ``batches.headroom`` so it only takes a key whose
-windows keep that share free for live requests, and the batch owner as principal; the service
+windows keep that share free for live requests, and the batch owner as principal (as it is now:
+its limits and budgets apply, a revoked key's lines get its 401); the service
 answers it as it answers a live request (balancing, failover, cache, accounting), and the request
 is recorded like any other (``app.accounting.finish``; client = the owner). Before each round the
 line's ``x<i>`` counter goes up, in one atomic step that fails once the batch is stopped; a round
-that reached no upstream because no key had room takes it back down, and the line waits for the
-key to free (it never fails for lack of room). The result is a document (``results_collection``)
+that reached no upstream because no key had room (or the owner's own window was full) takes it
+back down, and the line waits for room (it never fails for lack of it). The result is a document (``results_collection``)
 and ``d<i>`` then marks the line settled and the progress counters move.
 
 ``settle_up()`` looks at every line not settled after the cursor ran out. For each, the claims of
@@ -45,7 +46,8 @@ from app.auth import Principal
 from app.batch_input import BATCH_ENDPOINTS, answered_line, unanswered_line
 from app.batches import counters_ttl, lines_name, progress_name, results_collection
 from app.deferral import next_delay
-from app.errors import GatewayError, InvalidRequest
+from app.batches import owner_principal
+from app.errors import AuthenticationFailed, ClientRateLimited, GatewayError, InvalidRequest, NotFound
 
 RETRY_ROUNDS = 3  # rounds a line gets when upstreams failed in a way a later try may fix
 SETTLE_PASSES = 5
@@ -70,13 +72,21 @@ class LineRunner:
         self.lines = lines
         self.total = len(lines)
         self.endpoint = BATCH_ENDPOINTS[batch["endpoint"]]
-        allowed = doc.get("allowed")
-        self.principal = Principal(doc["owner"], allowed=None if allowed is None else frozenset(allowed))
+        self.principal = Principal(doc["owner"])  # the owner as it is now: ``load_owner``
+        self.principal_error: GatewayError | None = None
         self.headroom = pump.settings.batches.headroom
         self.counters_ttl = counters_ttl(doc, time.time())
         self.claim_ttl = self.counters_ttl  # a claim outlives the batch: a line is never claimed twice
         self._progress: dict[str, float] = {}
         self._progress_at = float("-inf")
+
+    async def load_owner(self) -> None:
+        """The owner's principal as it is now (limits, budgets, allowed providers and models);
+        lines of an owner whose key was revoked, expired or removed get its 401."""
+        try:
+            self.principal = await owner_principal(self.pump.settings, self.store, self.doc["owner"])
+        except AuthenticationFailed as error:
+            self.principal_error = error
 
     # ----------------------------------------------------------------- taking lines
 
@@ -148,10 +158,12 @@ class LineRunner:
         custom_id = request["custom_id"]
         record = RequestRecord("req_" + secrets.token_hex(16), route=f"batch {self.endpoint.url}", client=self.principal.id)
         try:
-            call = self.endpoint.call(request["body"], self.principal)
+            if self.principal_error is not None:
+                raise self.principal_error
+            call = await self.endpoint.call(request["body"], self.principal, pump.service)
             if call.stream:
                 raise InvalidRequest("Batch requests cannot stream: remove 'stream' from the body.", param="stream", code="invalid_value")
-        except InvalidRequest as error:  # what the live route would have answered
+        except (InvalidRequest, AuthenticationFailed, NotFound) as error:  # what the live route would have answered
             await self._answered(index, custom_id, record, error)
             return
         call.headroom = self.headroom
@@ -177,7 +189,8 @@ class LineRunner:
                 finish(record)  # the pump is closing mid-call: what the attempt spent is still recorded
                 raise
             except GatewayError as error:
-                if record.attempts == 0 and error.retry_later:  # no key had room (headroom included): wait for one
+                if record.attempts == 0 and (error.retry_later or isinstance(error, ClientRateLimited)):
+                    # No key had room (headroom included), or the owner's own window is full: wait.
                     await store.counters_add(state, {f"x{index}": -1}, ttl=self.counters_ttl)
                     waits += 1
                     await pump.pause(next_delay(error.retry_after, min(waits, 5)))

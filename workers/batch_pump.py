@@ -209,6 +209,7 @@ async def run_batch(pump: BatchPump, batch_id: str) -> None:
         await finalize(pump, doc, None, reason="input_file_missing")
         return
     runner = LineRunner(pump, doc, lines)
+    await runner.load_owner()
     if not await runner.take_all() or pump.stopping:
         return  # this pump may not take lines now (shutting down, or out of touch with the store)
     if await runner.settle_up():

@@ -49,7 +49,7 @@ async def open_context(settings) -> JobContext:
     from storage import open_store
 
     store = open_store(settings.storage.runtime, on_state=metrics.store_state_changed)
-    upstream = UpstreamClient()
+    upstream = UpstreamClient(max_response_bytes=settings.server.max_upstream_response_bytes)
     await upstream.start()
     usage = UsageSink(store)  # jobs that answer no client (warming, batches) record their usage here
     attach_usage_sink(usage)

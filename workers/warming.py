@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 
 from loguru import logger
 
@@ -37,6 +38,8 @@ async def _refresh(job, call: Call, ttl: float) -> None:
     (never answering from it); the spend is recorded like any request's. Raises the service's
     error if it fails."""
     call.cache = CacheDirectives(lookup=False, store=True, ttl=ttl)
+    # The gateway's own spend (recorded as client "warming"): not the client's limits or budget.
+    call.principal = replace(call.principal, rules=None)
     record = RequestRecord(f"warm_{uuid.uuid4().hex}", route="warm")
     record.client = WARMING_CLIENT
     try:

@@ -1,8 +1,9 @@
 """The admin API (``/admin/v1``): off unless ``server.admin_api_key`` is set; bearer-protected.
 
 ``GET /config``, ``POST /config/validate``; and for running many processes as one gateway:
-``GET /usage`` (cost roll-ups), ``DELETE /cache`` (purge the response cache), ``GET /queue``
-(the job queue) and ``GET /keys`` (each provider key's windows and per-minute history).
+``GET /usage`` (cost roll-ups; by client with each client's name), ``DELETE /cache`` (purge the
+response cache), ``GET /queue`` (the job queue) and ``GET /keys`` (each provider key's windows
+and per-minute history). Client keys are in ``app.routes.clients``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from datetime import datetime, timezone
 from sanic import Blueprint, Request
 from sanic.response import json
 
-from app.auth import check_admin
+from app.auth import check_admin, client_key_id
 from app.config import ConfigError, masked_dump, parse_settings
-from app.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
+from app.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound, StorageUnavailable
 from storage import StoreUnavailable
 from storage.base import WINDOW_SECONDS
 from storage.usage import GROUPS, usage_report
@@ -58,7 +59,7 @@ async def validate_config(request: Request):
 
 
 def _storage_unavailable(error: Exception) -> GatewayError:
-    return GatewayError(f"The runtime store is unavailable ({type(error).__name__}); try again shortly.", status=503, code="storage_unavailable")
+    return StorageUnavailable(error, retry_after=None)
 
 
 def _timestamp(request: Request, name: str, default: float) -> float:
@@ -94,9 +95,21 @@ async def usage(request: Request):
     if end - start > 400 * 86400:
         raise InvalidRequest("The range may span at most 400 days.", param="from", code="invalid_value")
     try:
-        return json(await usage_report(request.app.ctx.store, start=start, end=end, group_by=group_by))
+        report = await usage_report(request.app.ctx.store, start=start, end=end, group_by=group_by)
     except StoreUnavailable as error:
         raise _storage_unavailable(error) from None
+    if group_by == "client":
+        names = client_names(request)
+        for row in report["data"]:
+            row["name"] = names.get(row["client"])
+    return json(report)
+
+
+def client_names(request: Request) -> dict[str, str]:
+    """Client id -> name: runtime clients by their name, config keys by their description."""
+    names = {client_key_id(c.key): c.description for c in request.app.ctx.settings.api_keys}
+    names.update(request.app.ctx.clients.names())
+    return names
 
 
 @bp.delete("/cache")

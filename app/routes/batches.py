@@ -10,7 +10,7 @@ from sanic import Blueprint, Request
 from sanic.response import json
 
 from app.batches import LIST_LIMIT_MAX, parse_create
-from app.routes.chat import parse_json_object
+from app.inbound import parse_json_object
 from app.routes.files import query_limit, store_errors
 
 bp = Blueprint("batches", url_prefix="/v1")

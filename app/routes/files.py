@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import json
 
-from app.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from app.errors import InvalidRequest, PayloadTooLarge, StorageUnavailable
 from app.files import expires_after_seconds, list_page
 from storage import StoreUnavailable
 
@@ -29,7 +29,7 @@ def store_errors():
     try:
         yield
     except StoreUnavailable as error:
-        raise GatewayError(f"The runtime store is unavailable ({type(error).__name__}); try again shortly.", status=503, code="storage_unavailable") from None
+        raise StorageUnavailable(error) from None
 
 
 def query_limit(request: Request, *, default: int, maximum: int) -> int:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from sanic import HTTPResponse, Request
 
-from app.accounting import RequestRecord
+from app.accounting import RateWindow, RequestRecord
 from app.cache import CACHE_HEADER
+from storage.base import WINDOW_SECONDS
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def served_headers(record: RequestRecord) -> dict[str, str]:
-    """Who served the request: provider, masked key, attempts, cache result, queue job."""
+    """Who served the request: provider, masked key, attempts, cache result, queue job; what it
+    cost (unary answers, when the price is known); the client's own windows and budget."""
     headers = {"x-request-id": record.request_id}
     if record.provider:
         headers["x-coo-llm-provider"] = record.provider
@@ -25,7 +27,41 @@ def served_headers(record: RequestRecord) -> dict[str, str]:
         headers[CACHE_HEADER] = record.cache_result
     if record.deferred:
         headers["x-coo-llm-deferred"] = record.deferred
+    if record.cost is not None and not record.stream:
+        headers["x-coo-llm-cost-usd"] = usd_text(record.cost)
+    if record.ratelimit is not None:
+        rate_limit_headers(record.ratelimit, headers)
+    if record.budget_remaining is not None:
+        headers["x-coo-llm-budget-remaining-usd"] = usd_text(record.budget_remaining)
     return headers
+
+
+def usd_text(amount: float) -> str:
+    """USD as a plain decimal (no exponent), to 1e-10."""
+    text = f"{amount:.10f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def duration_text(seconds: float) -> str:
+    """A duration the way OpenAI writes ``x-ratelimit-reset-*``: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    rest_text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{int(minutes)}m{rest_text}" if minutes else rest_text
+
+
+def rate_limit_headers(window: RateWindow, headers: dict[str, str]) -> None:
+    """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for each limit the client
+    has. ``reset`` is the time the window takes to refill what is used at its rate (limit per
+    window), as OpenAI means it; a 429's ``Retry-After`` is the exact time until the next request fits."""
+    for name, limit, used in (("requests", window.limit_requests, window.requests), ("tokens", window.limit_tokens, window.tokens)):
+        if limit is None:
+            continue
+        used = min(max(0, used), limit)
+        headers[f"x-ratelimit-limit-{name}"] = str(limit)
+        headers[f"x-ratelimit-remaining-{name}"] = str(limit - used)
+        headers[f"x-ratelimit-reset-{name}"] = duration_text(WINDOW_SECONDS * used / limit)
 
 
 def json_answer(body: bytes, record: RequestRecord) -> HTTPResponse:

@@ -1,0 +1,71 @@
+"""``/v1/messages`` and ``/v1/messages/count_tokens``: Anthropic Messages, as the ``anthropic``
+SDKs and Claude Code send them (``ANTHROPIC_BASE_URL`` pointed at the gateway).
+
+Authentication is the same client keys, sent as ``x-api-key`` or ``Authorization: Bearer``.
+Errors on these routes come in Anthropic's shape (``app.server`` renders them). The request goes
+through the service like any other (``app.endpoints.messages``): natively to Anthropic
+providers, translated to the others.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sanic import Blueprint, Request
+from sanic.response import json
+
+from adapters import AdapterError
+from adapters.messages import count_tokens_estimate, messages_request_to_chat
+from app.cache import directives_from_headers
+from app.calls import Call
+from app.endpoints import MESSAGES
+from app.endpoints.messages import FORWARDED_HEADERS
+from app.errors import InvalidRequest
+from app.inbound import check_chat_body, parse_json_object
+from app.routes.respond import json_answer, send_stream
+
+bp = Blueprint("messages", url_prefix="/v1")
+
+
+def messages_call(body: dict, principal, headers) -> Call:
+    """The ``Call`` for a Messages request (a 400 naming the field for anything malformed)."""
+    try:
+        chat = messages_request_to_chat(body, provider_kind="openai")  # validates, and sizes the prompt
+    except AdapterError as error:
+        raise InvalidRequest(error.message, param=error.param, code=error.code) from None
+    return Call(
+        endpoint=MESSAGES,
+        body=body,
+        model=chat["model"],
+        principal=principal,
+        stream=bool(chat.get("stream")),
+        max_tokens=chat.get("max_completion_tokens"),
+        prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
+        forward_headers={name: headers[name] for name in FORWARDED_HEADERS if name in headers},
+        extra={"id": "msg_" + secrets.token_hex(12)},
+    )
+
+
+@bp.post("/messages")
+async def create_message(request: Request):
+    service, record = request.app.ctx.service, request.ctx.record
+    call = messages_call(parse_json_object(request.body), request.ctx.principal, request.headers)
+    call.cache = directives_from_headers(request.headers)
+    if not call.stream:
+        call.deferrable = True
+        return json_answer((await service.answer(call, record)).body, record)
+    await send_stream(request, await service.open_stream(call, record))
+
+
+@bp.post("/messages/count_tokens")
+async def count_tokens(request: Request):
+    """The prompt's size as the gateway reserves it (about four characters a token, whatever the
+    provider): no upstream call, so it costs no key's window. The model must be one the client
+    may use."""
+    body = parse_json_object(request.body)
+    try:
+        tokens = count_tokens_estimate(body)
+    except AdapterError as error:
+        raise InvalidRequest(error.message, param=error.param, code=error.code) from None
+    request.app.ctx.service.targets(body["model"], request.ctx.principal)
+    return json({"input_tokens": tokens})

@@ -1,0 +1,122 @@
+"""``/v1/responses``: create (unary or ``stream: true``), retrieve, delete, list input items.
+
+Creating parses the body, continues a stored conversation (``previous_response_id``, the
+client's own only), translates the request to the chat hub once (``adapters.responses``: a bad
+field is a 400 naming its path) and hands the call to the service: the same balancing, limits,
+failover, cache, queue-backed retries and accounting as chat (``app.endpoints.responses``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from sanic import Blueprint, Request
+from sanic.response import json
+
+from adapters import AdapterError
+from adapters.responses import input_items, responses_param_for, responses_request_to_chat
+from app.cache import directives_from_headers
+from app.calls import Call
+from app.endpoints import RESPONSES
+from app.errors import InvalidRequest
+from app.responses_store import ResponseStore, continuation
+from app.inbound import check_chat_body, parse_json_object
+from app.routes.respond import json_answer, send_stream
+
+bp = Blueprint("responses", url_prefix="/v1")
+
+
+def _invalid(error: AdapterError) -> InvalidRequest:
+    return InvalidRequest(error.message, param=responses_param_for(error.param), code=error.code)
+
+
+async def responses_call(body: dict, principal, store: ResponseStore) -> Call:
+    """The ``Call`` for a Responses request body (a 400 for anything the translation refuses)."""
+    previous = body.get("previous_response_id")
+    history: list[dict] = []
+    prior_items: list[dict] = []
+    if previous is not None:
+        if not isinstance(previous, str) or not previous:
+            raise InvalidRequest("'previous_response_id' must be a response id.", param="previous_response_id", code="invalid_type")
+        history, prior_items = continuation(await store.load(previous, principal))
+    try:
+        chat = responses_request_to_chat(body, history=history)
+        items = input_items(body)
+    except AdapterError as error:
+        raise _invalid(error) from None
+    extra = {
+        "id": "resp_" + secrets.token_hex(24),
+        "created_at": int(time.time()),
+        "previous_response_id": previous,
+        "chat": chat,
+        "history": history,
+        "prior_items": prior_items,
+        "input_items": items,
+    }
+    return Call(
+        endpoint=RESPONSES,
+        body=body,
+        model=chat["model"],
+        principal=principal,
+        stream=bool(chat.get("stream")),
+        max_tokens=chat.get("max_completion_tokens"),
+        prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
+        extra=extra,
+    )
+
+
+@bp.post("/responses")
+async def create_response(request: Request):
+    service, record = request.app.ctx.service, request.ctx.record
+    call = await responses_call(parse_json_object(request.body), request.ctx.principal, ResponseStore.of(service))
+    call.cache = directives_from_headers(request.headers)
+    if not call.stream:
+        call.deferrable = True
+        return json_answer((await service.answer(call, record)).body, record)
+    await send_stream(request, await service.open_stream(call, record))
+
+
+@bp.get("/responses/<response_id>")
+async def retrieve_response(request: Request, response_id: str):
+    doc = await ResponseStore.of(request.app.ctx.service).load(response_id, request.ctx.principal, param="response_id")
+    return json(doc["response"])
+
+
+@bp.delete("/responses/<response_id>")
+async def delete_response(request: Request, response_id: str):
+    await ResponseStore.of(request.app.ctx.service).delete(response_id, request.ctx.principal)
+    return json({"id": response_id, "object": "response", "deleted": True})
+
+
+@bp.get("/responses/<response_id>/input_items")
+async def list_input_items(request: Request, response_id: str):
+    """The response's input items, newest first (``order=asc`` for oldest first), ``limit``
+    1-100 (default 20), ``after`` an item id to continue after."""
+    doc = await ResponseStore.of(request.app.ctx.service).load(response_id, request.ctx.principal, param="response_id")
+    items = list(doc.get("input_items") or [])
+    order = request.args.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("'order' must be asc or desc.", param="order", code="invalid_value")
+    if order == "desc":
+        items.reverse()
+    try:
+        limit = int(request.args.get("limit") or 20)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("'limit' must be a whole number from 1 to 100.", param="limit", code="invalid_value")
+    after = request.args.get("after")
+    if after:
+        ids = [item.get("id") for item in items]
+        if after not in ids:
+            raise InvalidRequest(f"No input item with id '{after}' in this response.", param="after", code="invalid_value")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return json({
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > limit,
+    })
