@@ -224,6 +224,31 @@ def test_a_client_sees_only_its_own_files_and_batches_and_bad_input_gets_openai_
     wait_for_batch(mine, batch.id, ("completed",), 20)
 
 
+def test_a_batch_runs_as_its_owner_is_now_and_a_revoked_owner_gets_401_lines(gw, fake):
+    made = httpx.post(gw.url + "/admin/v1/clients", headers=ADMIN, json={"name": "batcher", "allowed_providers": ["*"]}).json()
+    fake.set_default("SK1", Step(delay=0.5))
+    client = openai_client(gw, key=made["key"])
+    _, batch = create_batch(client, [chat_line(f"v-{n}", "slow-model") for n in range(300)])  # ~19 s at 8 at a time
+    deadline = time.time() + 20
+    while fake.count("SK1") < 8 and time.time() < deadline:
+        time.sleep(0.05)
+    assert httpx.delete(gw.url + f"/admin/v1/clients/{made['id']}", headers=ADMIN).json()["revoked"] is True
+    time.sleep(6.5)  # the pump reads the owner's key again within 5 s
+    sent = fake.count("SK1")
+    time.sleep(1.0)
+    assert fake.count("SK1") == sent < 300  # nothing more is sent for a revoked key
+    # Its other lines are answered with the key's 401 at once: the batch finishes (the admin queue
+    # shows it; the revoked key itself can no longer read it).
+    deadline = time.time() + 20
+    while time.time() < deadline and batch.id in [b["id"] for b in httpx.get(gw.url + "/admin/v1/queue", headers=ADMIN).json()["batches"]["active"]]:
+        time.sleep(0.2)
+    assert batch.id not in [b["id"] for b in httpx.get(gw.url + "/admin/v1/queue", headers=ADMIN).json()["batches"]["active"]]
+    with pytest.raises(openai.AuthenticationError):
+        client.batches.retrieve(batch.id)
+    refused = [line for line in gw.logs().splitlines() if f'"client":"{made["id"]}"' in line and '"error":"api_key_revoked"' in line]
+    assert len(refused) == 300 - sent  # every line never sent was recorded with the revoked key's 401
+
+
 def test_the_admin_queue_shows_batch_progress(gw, fake):
     fake.set_default("SK1", Step(delay=0.5))
     client = openai_client(gw)

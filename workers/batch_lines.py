@@ -51,6 +51,7 @@ from app.errors import AuthenticationFailed, ClientRateLimited, GatewayError, In
 
 RETRY_ROUNDS = 3  # rounds a line gets when upstreams failed in a way a later try may fix
 SETTLE_PASSES = 5
+OWNER_REFRESH = 5.0  # seconds between reads of the owner's key while lines are taken (a revocation shows)
 REAP_TTL = 60.0  # seconds another pump waits before writing an interrupted line whose writer died
 
 
@@ -74,6 +75,7 @@ class LineRunner:
         self.endpoint = BATCH_ENDPOINTS[batch["endpoint"]]
         self.principal = Principal(doc["owner"])  # the owner as it is now: ``load_owner``
         self.principal_error: GatewayError | None = None
+        self._owner_at = float("-inf")
         self.headroom = pump.settings.batches.headroom
         self.counters_ttl = counters_ttl(doc, time.time())
         self.claim_ttl = self.counters_ttl  # a claim outlives the batch: a line is never claimed twice
@@ -83,8 +85,9 @@ class LineRunner:
     async def load_owner(self) -> None:
         """The owner's principal as it is now (limits, budgets, allowed providers and models);
         lines of an owner whose key was revoked, expired or removed get its 401."""
+        self._owner_at = time.time()
         try:
-            self.principal = await owner_principal(self.pump.settings, self.store, self.doc["owner"])
+            self.principal, self.principal_error = await owner_principal(self.pump.settings, self.store, self.doc["owner"]), None
         except AuthenticationFailed as error:
             self.principal_error = error
 
@@ -121,6 +124,8 @@ class LineRunner:
         if now - self._progress_at >= 1.0:
             self._progress = await self.store.counters_get(progress_name(self.batch_id))
             self._progress_at = now
+        if now - self._owner_at >= OWNER_REFRESH:
+            await self.load_owner()
         return bool(self._progress.get("cancel_at"))
 
     async def expire(self) -> None:
