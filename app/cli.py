@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 from functools import partial
@@ -59,7 +60,9 @@ def build_app(config_path: str):
 
     settings = load_settings(config_path)
     setup_logging(settings.logging)
-    return create_app(settings)
+    app = create_app(settings)
+    app.ctx.config_path = config_path  # what a reload (SIGHUP, POST /admin/v1/config/reload) reads again
+    return app
 
 
 def describe(settings: Settings) -> None:
@@ -100,9 +103,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="coo-llm-metrics-")
     describe(settings)
     logger.info(f"coo-llm listening on http://{address(host, port)} with {workers} worker(s), config {args.config}")
+    from app.lifecycle import WORKERS_ENV, forward_reloads
+    from app.protocol import TimedProtocol
+
+    os.environ[WORKERS_ENV] = str(workers)  # inherited by the worker processes
+    # Until each process installs its reload handler, a SIGHUP is ignored rather than fatal
+    # (ignored signals stay ignored in the worker processes this one starts).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     loader = AppLoader(factory=partial(build_app, os.path.abspath(args.config)))
     app = loader.load()
-    from app.protocol import TimedProtocol
+    if workers > 1:
+        app.main_process_ready(forward_reloads)
 
     app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False, protocol=TimedProtocol)
     if workers == 1:

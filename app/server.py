@@ -135,6 +135,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         from app.clients import ClientDirectory
         from app.deferral import Deferral
         from app.files import FileStore
+        from app.lifecycle import install_reload_signal
         from app.logging import set_log_redactor
         from app.service import Service
         from app.upstream import UpstreamClient
@@ -159,9 +160,18 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         app.ctx.files = FileStore(settings, app.ctx.store)
         app.ctx.batches = Batches(settings, app.ctx.store, app.ctx.files)
         app.ctx.loop_lag = asyncio.get_running_loop().create_task(watch_loop_lag())
+        app.ctx.draining = False
+        install_reload_signal(app)  # before the listener opens: a SIGHUP must never find the default action
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+
+    @app.after_server_start
+    async def handle_signals(app: Sanic) -> None:
+        from app.lifecycle import install_drain
+
+        install_drain(app)  # after Sanic's own SIGTERM / SIGINT handlers, which it replaces
+        logger.info("web process ready", pid=os.getpid())
 
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:

@@ -30,12 +30,14 @@ class Gateway:
         self.env = {**os.environ, **(env or {})}
         self.args = args or []
         self.process: subprocess.Popen | None = None
+        self.starts = 0  # start() may be called again after stop(): the log keeps every start's lines
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> "Gateway":
+        self.starts += 1
         log = open(self.log_path, "ab")
         command = [sys.executable, "-m", "app.cli", "serve", "--config", str(self.config_path), "--host", "127.0.0.1", "--port", str(self.port)]
         if self.workers > 1:
@@ -46,7 +48,8 @@ class Gateway:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.logs()}")
             try:
-                if httpx.get(self.url + "/health/live", timeout=0.5).status_code == 200:
+                # every web process has started (one answering /health/live is not all of them)
+                if httpx.get(self.url + "/health/live", timeout=0.5).status_code == 200 and self.logs().count('"web process ready"') >= self.workers * self.starts:
                     return self
             except httpx.HTTPError:
                 pass

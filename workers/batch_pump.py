@@ -55,9 +55,7 @@ SWEEP_EVERY = 60.0  # expired files
 class BatchPump:
     def __init__(self, context, *, poll: float = POLL) -> None:
         self.context = context
-        self.settings = context.settings
         self.store = context.store
-        self.service = context.service
         self.files = FileStore(context.settings, context.store)
         self.gate = asyncio.Semaphore(context.settings.batches.concurrency)  # lines in flight in this process
         self.pump_id = self._new_id()
@@ -72,6 +70,14 @@ class BatchPump:
         self._tasks: set[asyncio.Task] = set()
         self._swept = 0.0
         self._complained = False
+
+    @property
+    def settings(self):
+        return self.context.settings  # read each time: a config reload swaps it (``app.lifecycle``)
+
+    @property
+    def service(self):
+        return self.context.service
 
     def _new_id(self) -> str:
         return f"{self.context.worker_id}:{uuid.uuid4().hex[:8]}"

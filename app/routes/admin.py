@@ -40,6 +40,26 @@ async def effective_config(request: Request):
     return json(masked_dump(request.app.ctx.settings))
 
 
+@bp.post("/config/reload")
+async def reload_config(request: Request):
+    """Read the config file again and apply it (``app.lifecycle``): 200 with what changed, 400
+    with the file's errors (nothing changes), 202 when every worker of ``serve --workers N`` is
+    asked to reload."""
+    from app.lifecycle import ask_every_worker_to_reload, reload_process, several_workers, validate_config_file
+
+    path = getattr(request.app.ctx, "config_path", None)
+    if path is None:
+        raise GatewayError("This process was not started from a config file; there is nothing to reload.", status=409, code="not_reloadable")
+    if several_workers():
+        settings, problems = await asyncio.to_thread(validate_config_file, path)
+        if settings is None:
+            return json({"reloaded": False, "errors": problems, "restart_needed": []}, status=400)
+        ask_every_worker_to_reload()
+        return json({"reloaded": "every worker is reloading", "errors": [], "restart_needed": []}, status=202)
+    result = await reload_process(request.app)
+    return json(result.as_json(), status=200 if result.ok else 400)
+
+
 @bp.post("/config/validate")
 async def validate_config(request: Request):
     """Validate a posted YAML or JSON config; answer ``{"valid", "errors"}`` with ``check``'s paths.

@@ -26,6 +26,8 @@ async def ready(request: Request):
     dropped degraded replicas would take the whole gateway down with Redis.
     """
     ctx = request.app.ctx
+    if getattr(ctx, "draining", False):  # stopping: the load balancer should send elsewhere
+        return json({"status": "draining"}, status=503)
     store_ok = await ctx.store.ping()
     degraded = bool(getattr(ctx.store, "degraded", False))
     providers = {pid: {"keys": len(keys)} for pid, keys in ctx.service.balancer.keys.items()}
