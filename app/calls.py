@@ -34,6 +34,7 @@ class Call:
     cache: CacheDirectives = field(default_factory=CacheDirectives)
     deferrable: bool = False  # may wait in the job queue (policy.retry.queue): live unary requests only
     forward_headers: Mapping[str, str] = field(default_factory=dict)  # client headers an endpoint passes upstream
+    headroom: float = 0.0  # fraction of every key window to leave to others (batch lines: batches.headroom)
     extra: dict = field(default_factory=dict)  # the endpoint's own state for this call (JSON-able)
 
 

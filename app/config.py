@@ -483,6 +483,28 @@ class WorkersConfig(_Frozen):
     max_jobs: int = Field(default=50, gt=0)
 
 
+class FilesConfig(_Frozen):
+    """Uploaded files (the Batch API's input, output and error files, ``app.files``). Their metadata
+    lives in the runtime store; their bytes in ``path`` (``directory``: one machine) or in the
+    runtime store itself (``store``: every machine sees them; at most ``app.files.STORE_MAX_MB`` per
+    file). ``auto`` is ``store`` when the runtime store is shared (redis, http), else ``directory``."""
+
+    storage: Literal["auto", "directory", "store"] = "auto"
+    path: str = "./data/files"
+    max_mb: float = Field(default=100.0, gt=0, le=1024)
+    expire_after: Duration = Field(default=30 * 86400.0, gt=0)  # uploads without expires_after (OpenAI: 30 days)
+
+
+class BatchesConfig(_Frozen):
+    """The Batch API (``app.batches``, run by ``workers.batch_pump``)."""
+
+    headroom: float = Field(default=0.2, ge=0, lt=1)
+    """Fraction of every key window a batch line leaves free for live requests."""
+    max_lines: int = Field(default=50_000, gt=0, le=1_000_000)
+    concurrency: int = Field(default=32, gt=0, le=10_000)  # batch lines in flight per worker process
+    keep: Duration = Field(default=30 * 86400.0, gt=0)  # how long a finished batch stays retrievable
+
+
 class ResponsesConfig(_Frozen):
     """``/v1/responses``: how long stored responses (``store``, the default) are kept."""
 
@@ -526,6 +548,8 @@ class Settings(_Frozen):
     policy: Policy = Policy()
     storage: StorageConfig = StorageConfig()
     workers: WorkersConfig = WorkersConfig()
+    files: FilesConfig = FilesConfig()
+    batches: BatchesConfig = BatchesConfig()
     responses: ResponsesConfig = ResponsesConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
 

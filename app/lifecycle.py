@@ -6,7 +6,8 @@
    rules as ``coo-llm check``. An invalid file changes nothing: the errors are logged and
    returned, and the old config keeps serving.
 2. Sections only a restart can apply (``RESTART_ONLY``: listen address and server limits,
-   storage, workers, logging) keep their running values; the reload says which ones changed.
+   storage, workers, logging, files, batches) keep their running values; the reload says which
+   ones changed.
 3. The new runtime (``Service``: catalog, balancer, cache, governance; the client
    authenticator) is built off the event loop, on the process's own store, upstream session
    and job queue, so key state carries over: it is keyed by each key's digest, not its place.
@@ -34,7 +35,7 @@ from loguru import logger
 
 from app.config import ConfigError, load_settings
 
-RESTART_ONLY = ("server", "storage", "workers", "logging")
+RESTART_ONLY = ("server", "storage", "workers", "logging", "files", "batches")
 WORKERS_ENV = "COO_LLM_WEB_WORKERS"  # set by ``serve`` for its worker processes
 
 

@@ -8,7 +8,7 @@
    ``RequestRecord`` (built here and nowhere else for HTTP requests) that the service fills in
    and the access log reads; with telemetry on, a ``/v1`` request's span starts here
    (``record.trace``, ``app.telemetry``), the child of the client's ``traceparent``.
-2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models; on request):
+2. ``authenticate`` (the ``/v1`` routes: chat, embeddings, models, responses, messages, files, batches; on request):
    ``request.ctx.principal`` from the bearer key (config keys, and runtime clients from
    ``app.clients.ClientDirectory``; a plain function, awaiting only for a runtime key this process
    has not read yet), or 401. The admin blueprints check the admin key instead; the dashboard's
@@ -27,7 +27,8 @@ the runtime clients' directory (``app.clients``: loaded, then polled), the servi
 None when telemetry is off), the usage sink (``finish``
 appends one usage event per request through it; the local scheduler hears how many it stored,
 to fold a backlog early), the job queue (arq, or the local scheduler running the jobs
-in-process, given the same service) and the service's deferral (queue-backed retries); it
+in-process, given the same service, batch pump included) and the service's deferral
+(queue-backed retries), the files and the batches (``app.files``, ``app.batches``); it
 starts the event-loop lag watcher (``app.looplag``) and tunes the garbage collector
 (``GC_THRESHOLDS``). ``after_server_stop`` closes them.
 """
@@ -52,7 +53,7 @@ from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
 from app.protocol import TimedProtocol
 from app import dashboard, metrics
-from app.routes import admin, admin_ops, chat, clients, embeddings, health, messages, models, responses
+from app.routes import admin, admin_ops, batches, chat, clients, embeddings, files, health, messages, models, responses
 
 # Request objects die by reference counting; nearly nothing a request allocates needs the cycle
 # collector. At Python's default first threshold (700) a burst of 32 requests in flight started
@@ -135,8 +136,10 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
     async def open_resources(app: Sanic) -> None:
         nonlocal tracer
         from app.accounting import UsageSink, attach_usage_sink
+        from app.batches import Batches
         from app.clients import ClientDirectory
         from app.deferral import Deferral
+        from app.files import FileStore
         from app.lifecycle import install_reload_signal
         from app.logging import set_log_redactor
         from app.service import Service
@@ -161,6 +164,8 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         await app.ctx.queue.start()
         app.ctx.usage.on_stored = getattr(app.ctx.queue, "events_stored", None)  # the local queue folds a backlog early
         app.ctx.service.deferral = Deferral(settings, app.ctx.queue, app.ctx.store)
+        app.ctx.files = FileStore(settings, app.ctx.store)
+        app.ctx.batches = Batches(settings, app.ctx.store, app.ctx.files)
         app.ctx.loop_lag = asyncio.get_running_loop().create_task(watch_loop_lag())
         app.ctx.draining = False
         install_reload_signal(app)  # before the listener opens: a SIGHUP must never find the default action
@@ -224,7 +229,7 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
         request.ctx.principal = principal
         request.ctx.record.client = principal.id
 
-    for blueprint in (chat.bp, embeddings.bp, models.bp, responses.bp, messages.bp):
+    for blueprint in (chat.bp, embeddings.bp, models.bp, responses.bp, messages.bp, files.bp, batches.bp):
         blueprint.on_request(authenticate)
         app.blueprint(blueprint)
     app.blueprint(admin.bp)

@@ -233,7 +233,9 @@ class Service:
             if remaining <= 0:
                 break
             try:
-                lease = await self.balancer.acquire(plan.targets, prompt_tokens=call.prompt_tokens, max_tokens=call.max_tokens, tried=tried)
+                lease = await self.balancer.acquire(
+                    plan.targets, prompt_tokens=call.prompt_tokens, max_tokens=call.max_tokens, tried=tried, headroom=call.headroom
+                )
             except Exhausted as error:
                 exhausted = error
                 break

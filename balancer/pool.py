@@ -15,12 +15,18 @@
    the limits hold across processes sharing it.
 4. If every key refused, raise ``Exhausted`` with the shortest ``retry_after`` among them.
 
+``headroom`` (a fraction, 0 by default) makes a request yield to others: its reservation is
+checked against every limit reduced by that fraction (``window_limits``), so work that can wait
+(batch lines: ``batches.headroom``) never takes the last part of a window from live requests. A
+key whose reduced window holds no request at all is refused (reason ``"headroom"``).
+
 ``Balancer.release(lease, outcome, ...)`` corrects the token window to the real usage, updates
 key health, and starts a cooldown when ``balancer.health.cooldown_seconds`` asks for one.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -30,7 +36,7 @@ from balancer.catalog import Target
 from balancer.health import Outcome, cooldown_seconds
 from balancer.keys import ProviderKey, provider_keys
 from balancer.strategies import Candidate
-from storage.base import KeyState, Refusal, Reservation, RuntimeStore, WindowLimits
+from storage.base import WINDOW_SECONDS, KeyState, Refusal, Reservation, RuntimeStore, WindowLimits
 
 # Shared stores: the oldest a key's snapshot may be when ranking (seconds). Reservations stay exact
 # whatever the snapshot says: the store checks every limit atomically.
@@ -59,6 +65,18 @@ class Exhausted(Exception):
         self.retry_after = retry_after
         self.reasons = reasons
         self.unkeyed = unkeyed
+
+
+def window_limits(target: Target, headroom: float = 0.0) -> WindowLimits | None:
+    """The limits a reservation on ``target``'s keys is checked against: each configured limit
+    less ``headroom`` of it, rounded down; None when that leaves no request or no token."""
+    if not headroom:
+        return WindowLimits(target.req_per_min, target.tokens_per_min)
+    requests = None if target.req_per_min is None else math.floor(target.req_per_min * (1.0 - headroom))
+    tokens = None if target.tokens_per_min is None else math.floor(target.tokens_per_min * (1.0 - headroom))
+    if requests == 0 or tokens == 0:
+        return None
+    return WindowLimits(requests, tokens)
 
 
 class Balancer:
@@ -92,6 +110,7 @@ class Balancer:
         prompt_tokens: int,
         max_tokens: int | None,
         tried: frozenset[str] | set[str] = frozenset(),
+        headroom: float = 0.0,
     ) -> Lease:
         candidates = [Candidate(t, k) for t in targets for k in self.keys.get(t.provider_id, ())]
         if not candidates:
@@ -123,7 +142,11 @@ class Balancer:
             if key.id in refusals:
                 continue  # the same key reached through another target of its provider
             completion = self.completion_estimate(target, max_tokens)
-            limits = WindowLimits(target.req_per_min, target.tokens_per_min)
+            limits = window_limits(target, headroom)
+            if limits is None:  # the headroom leaves this key nothing: it waits for live traffic's sake
+                refusals[key.id] = Refusal(key.id, WINDOW_SECONDS, "headroom")
+                labels[key.id] = key.label
+                continue
             result = await self.store.reserve(key.id, tokens=prompt_tokens + completion, limits=limits, now=now)
             if isinstance(result, Reservation):
                 if self._shared:

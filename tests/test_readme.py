@@ -24,10 +24,11 @@ def blocks(language: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def gw(start_gateway, upstream):
+def gw(start_gateway, upstream, tmp_path_factory):
     cfg = config(
         [provider("openai", upstream.url, ["sk-upstream"], models=["gpt-4o-mini"])],
         client_keys=[{"key": README_KEY}, {"key": "curl-key"}],
+        files={"path": str(tmp_path_factory.mktemp("readme-files"))},
     )
     return start_gateway(cfg)
 
@@ -46,7 +47,7 @@ def run_python(code: str) -> str:
 
 
 def test_openai_sdk_example(gw, fake):
-    [code] = [b for b in blocks("python") if "from openai import OpenAI" in b]
+    [code] = [b for b in blocks("python") if "from openai import OpenAI" in b and "batches" not in b]
     printed = run_python(as_written(code, gw))
     assert "echo: Say hello" in printed
     assert "echo: Count to five" in printed
@@ -90,3 +91,11 @@ def test_client_admin_examples(gw, fake):
     assert changed["budgets"] == {"usd_per_day": 10, "usd_per_month": 100} and changed["limits"] == {"req_per_min": 60, "tokens_per_min": None}
     [revoked] = run(revoke, CLIENT_ID=client_id)
     assert revoked["revoked"] is True
+
+
+def test_batch_example(gw, fake):
+    [code] = [b for b in blocks("python") if "client.batches.create" in b]
+    printed = run_python(as_written(code, gw))
+    assert printed.startswith("completed BatchRequestCounts(")
+    assert [line for line in printed.splitlines()[1:]] == ["q-0 echo: Say 0", "q-1 echo: Say 1", "q-2 echo: Say 2"]
+    assert fake.count("sk-upstream") == 3

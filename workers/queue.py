@@ -5,7 +5,7 @@
 - ``ArqQueue`` when ``storage.runtime.type`` is ``redis``: jobs are enqueued into arq (the runtime
   Redis, or ``storage.queue.url``) and run by ``coo-llm worker`` processes; crons run there too.
 - ``LocalQueue`` otherwise: the same job functions run in this process, deferred requests as
-  timed tasks and crons on their periods. With several web processes each runs its own; the
+  timed tasks and crons on their periods, and batches on this process's ``BatchPump``. With several web processes each runs its own; the
   jobs are safe to run concurrently (see ``workers``). Usage events also get folded as soon as
   ``FOLD_BACKLOG`` of them were stored since the last fold (``events_stored``, told by the
   usage sink), so the events waiting in this process's memory stay bounded by that, not by a
@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 
 import orjson
 from app import metrics
+from workers.batch_pump import BatchPump
 from workers.compaction import compact_windows
 from workers.context import JobContext, RedisStats, instrumented
 from workers.retry import deferred_chat
@@ -82,10 +83,12 @@ class LocalQueue:
         self._unfolded = 0
         self._folding: asyncio.Task | None = None
         self._fold = next(function for name, function, _ in cron_jobs(settings) if name == "rollup_usage")
+        self.pump = BatchPump(context)  # batches run here too, without Redis
 
     async def start(self) -> None:
         for name, function, period in cron_jobs(self.settings):
             self._spawn(self._every(name, function, period))
+        await self.pump.start()
 
     def events_stored(self, count: int) -> None:
         """The usage sink stored ``count`` events: fold now if ``FOLD_BACKLOG`` are waiting."""
@@ -167,6 +170,7 @@ class LocalQueue:
             metrics.child(metrics.QUEUE_DEPTH, state).set(snap[state])
 
     async def close(self) -> None:
+        await self.pump.close(grace=self.settings.policy.retry.timeout)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -10,6 +10,9 @@
 - JSON job serialization (never pickle), the queue Redis from ``storage.queue.url`` or the
   runtime Redis, ``workers.max_jobs`` concurrent jobs, a 0.1 s poll.
 
+Beside arq, ``run_worker`` runs this process's ``workers.batch_pump.BatchPump``: the lines of
+every batch, shared with the other workers.
+
 ``WorkerSettings`` (this module's attribute, built from ``$COO_CONFIG`` on first access) is the
 same for ``arq workers.settings.WorkerSettings``; ``coo-llm worker`` uses ``run_worker``, which
 also restarts arq when Redis drops away and comes back, and serves ``/metrics`` if asked.
@@ -24,6 +27,7 @@ import time
 
 from loguru import logger
 
+from workers.batch_pump import BatchPump
 from workers.context import JobContext, open_context
 from workers.queue import DEFERRED_CHAT, JOBS, QUEUE_NAME, cron_jobs, dumps, loads, queue_url
 
@@ -81,6 +85,8 @@ async def run_worker(settings, *, metrics_port: int | None = None, metrics_host:
 
         start_http_server(metrics_port, addr=metrics_host)
     context = await open_context(settings)
+    pump = BatchPump(context)  # batches run beside arq, on every worker (see workers.batch_pump)
+    await pump.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -110,6 +116,7 @@ async def run_worker(settings, *, metrics_port: int | None = None, metrics_host:
             if not stop.is_set():
                 await asyncio.sleep(RESTART_DELAY)
     finally:
+        await pump.close(grace=settings.policy.retry.timeout)
         await context.close()
 
 

@@ -144,9 +144,12 @@ async def purge_cache(request: Request):
 
 @bp.get("/queue")
 async def queue(request: Request):
-    """The job queue: depth by state, the next jobs, outcomes per job function, worker health."""
+    """The job queue: depth by state, the next jobs, outcomes per job function, worker health;
+    ``batches``: the unfinished batches with their progress, and how many batch pumps are alive."""
     try:
-        return json(await request.app.ctx.queue.snapshot())
+        snapshot = await request.app.ctx.queue.snapshot()
+        snapshot["batches"] = await request.app.ctx.batches.snapshot()
+        return json(snapshot)
     except Exception as error:  # Redis down: say so in the envelope, not with a traceback
         raise storage_unavailable(error) from None
 
