@@ -106,16 +106,16 @@ def finish(record: RequestRecord) -> None:
         return
     record.finished = True
     if record.inflight:
-        metrics.INFLIGHT.dec()
+        metrics.count(metrics.INFLIGHT, (), -1)
     latency = time.perf_counter() - record.started
     provider, model = record.provider, record.model_label
-    metrics.child(metrics.REQUESTS, provider, model, str(record.status)).inc()
-    metrics.child(metrics.REQUEST_LATENCY, provider).observe(latency)
+    metrics.count(metrics.REQUESTS, (provider, model, str(record.status)))
+    metrics.observe(metrics.REQUEST_LATENCY, (provider,), latency)
     if record.prompt_tokens or record.completion_tokens:
-        metrics.child(metrics.TOKENS, provider, model, "in").inc(record.prompt_tokens)
-        metrics.child(metrics.TOKENS, provider, model, "out").inc(record.completion_tokens)
+        metrics.count(metrics.TOKENS, (provider, model, "in"), record.prompt_tokens)
+        metrics.count(metrics.TOKENS, (provider, model, "out"), record.completion_tokens)
         if record.cost:
-            metrics.child(metrics.COST, provider, model).inc(record.cost)
+            metrics.count(metrics.COST, (provider, model), record.cost)
     fields = {
         "request_id": record.request_id,
         "route": record.route,

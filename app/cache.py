@@ -136,7 +136,7 @@ class ResponseCache:
                 metrics.child(metrics.CACHE_LOOKUPS, "bypass").inc()
             return None
         entry = await self.store.cache_get(plan.key, now=time.time())
-        metrics.child(metrics.CACHE_LOOKUPS, "hit" if entry else "miss").inc()
+        metrics.count(metrics.CACHE_LOOKUPS, ("hit" if entry else "miss",))
         return entry
 
     async def save(self, plan: CachePlan | None, body: bytes, record) -> None:

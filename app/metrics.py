@@ -17,7 +17,9 @@ reading, e.g. a cooldown lifted by ``POST /admin/v1/keys/{label}/reset``).
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -78,6 +80,79 @@ def child(metric, *labels: str):
     if found is None:
         found = _children[key] = metric.labels(*labels)
     return found
+
+
+class Tally:
+    """The request path's counts and observations, added up and handed to prometheus_client once
+    per event-loop turn.
+
+    A prometheus_client ``inc`` takes a lock and, with several web processes, writes a memory-
+    mapped file; a histogram ``observe`` also searches its buckets. Per request that was about a
+    dozen such calls. ``count`` and ``observe`` here only add to a dict; ``flush`` (scheduled with
+    ``call_soon`` on the first addition of a turn, and run by ``render`` before a scrape) applies
+    one ``inc`` per series and one per histogram bucket touched. Nothing waits longer than the
+    loop turn it happened in. Without a running loop (a CLI, a test), values are applied at once.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple, float] = {}
+        self._observed: dict[tuple, list] = {}  # (histogram, labels) -> [per-bucket counts, sum]
+        self._scheduled = False
+
+    def count(self, metric, labels: tuple, amount: float = 1.0) -> None:
+        key = (metric, labels)
+        self._counts[key] = self._counts.get(key, 0.0) + amount
+        self._schedule()
+
+    def observe(self, histogram, labels: tuple, value: float) -> None:
+        key = (histogram, labels)
+        seen = self._observed.get(key)
+        if seen is None:
+            seen = self._observed[key] = [[0] * len(_bounds(histogram)), 0.0]
+        seen[0][bisect_left(_bounds(histogram), value)] += 1
+        seen[1] += value
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        counts, self._counts = self._counts, {}
+        observed, self._observed = self._observed, {}
+        for (metric, labels), amount in counts.items():
+            (child(metric, *labels) if labels else metric).inc(amount)
+        for (histogram, labels), (buckets, total) in observed.items():
+            series = child(histogram, *labels) if labels else histogram
+            # prometheus_client keeps per-bucket values (not cumulative) and a sum; ``observe``
+            # adds one to a bucket and the value to the sum, as this does in bulk.
+            for index, number in enumerate(buckets):
+                if number:
+                    series._buckets[index].inc(number)
+            series._sum.inc(total)
+
+
+_BOUNDS: dict[object, tuple[float, ...]] = {}
+
+
+def _bounds(histogram) -> tuple[float, ...]:
+    found = _BOUNDS.get(histogram)
+    if found is None:
+        found = _BOUNDS[histogram] = tuple(histogram._upper_bounds)
+    return found
+
+
+tally = Tally()
+count = tally.count
+observe = tally.observe
 CACHE_LOOKUPS = Counter("coo_llm_cache_requests_total", "Chat requests by response-cache result: hit, miss or bypass.", ["result"])
 CACHE_SAVED = Counter("coo_llm_cache_saved_usd_total", "USD not spent because the answer came from the cache.", ["provider", "model"])
 QUEUE_DEPTH = Gauge(
@@ -111,6 +186,7 @@ def store_state_changed(degraded: bool) -> None:
 
 def render() -> tuple[bytes, str]:
     """The exposition text for ``/metrics`` (merged across processes in multiprocess mode)."""
+    tally.flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

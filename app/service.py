@@ -286,7 +286,7 @@ class Service:
         request = plan.requests[id(lease.target)]
         response = await self.upstream.send(request, self._headers_for(lease, request), timeout=timeout)
         latency = time.perf_counter() - started
-        metrics.child(metrics.UPSTREAM_LATENCY, lease.target.provider_id).observe(latency)
+        metrics.observe(metrics.UPSTREAM_LATENCY, (lease.target.provider_id,), latency)
         if response.status >= 300:
             raise adapter.parse_error(response.status, response.headers, response.body)
         if len(response.body) > OFF_LOOP_BYTES:  # parse a big answer in a thread: other requests keep being served
@@ -313,7 +313,7 @@ class Service:
         except BaseException:
             upstream.close()
             raise
-        metrics.child(metrics.UPSTREAM_LATENCY, lease.target.provider_id).observe(time.perf_counter() - started)
+        metrics.observe(metrics.UPSTREAM_LATENCY, (lease.target.provider_id,), time.perf_counter() - started)
         return relay
 
     # ----------------------------------------------------------------- settling
@@ -338,7 +338,7 @@ class Service:
             record.charge(spent.prompt_tokens, spent.completion_tokens, self._cost(target, spent))
         if outcome is Outcome.CLIENT_ERROR and failure is None:
             return  # the client left: no attempt outcome to count
-        metrics.child(metrics.ATTEMPTS, target.provider_id, outcome.value).inc()
+        metrics.count(metrics.ATTEMPTS, (target.provider_id, outcome.value))
         if rest > 0:
             metrics.child(metrics.COOLDOWNS, target.provider_id, key.label, outcome.value).inc()
             metrics.child(metrics.COOLDOWN_UNTIL, target.provider_id, key.label).set(time.time() + rest)
@@ -510,7 +510,7 @@ class Relay:
                 break
             piece = self._service.redactor.scrub_bytes(piece)
             if self._sent == 0:
-                metrics.child(metrics.TIME_TO_FIRST_TOKEN, self._record.provider).observe(time.perf_counter() - self._record.started)
+                metrics.observe(metrics.TIME_TO_FIRST_TOKEN, (self._record.provider,), time.perf_counter() - self._record.started)
             self._sent += 1
             if self._assembler is not None:
                 self._assembler.feed(piece)

@@ -40,8 +40,10 @@ def too_large(limit: int) -> UpstreamError:
 async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """The whole body, or ``too_large`` as soon as it (or its announced length) passes ``limit``."""
     length = response.content_length
-    if length is not None and length > limit:
-        raise too_large(limit)
+    if length is not None:  # announced: read it at once (the common case), or refuse before reading
+        if length > limit:
+            raise too_large(limit)
+        return await response.read()
     pieces: list[bytes] = []
     size = 0
     async for piece in response.content.iter_any():

@@ -79,6 +79,27 @@ def window_limits(target: Target, headroom: float = 0.0) -> WindowLimits | None:
     return WindowLimits(requests, tokens)
 
 
+# Target lists remembered with their candidates; rotation counters outlive a forgotten list.
+MAX_GROUPS = 4096
+
+
+@dataclass(slots=True)
+class _Group:
+    targets: tuple[Target, ...]
+    candidates: list[Candidate]
+    key_ids: list[str]  # each key once, for reading states
+    limits: dict[int, WindowLimits]  # id(target) -> its limits without headroom
+    rotation: list[int]  # shared by every group over the same keys, so round-robin turns are per key set
+
+    @property
+    def turn(self) -> int:
+        return self.rotation[0]
+
+    @turn.setter
+    def turn(self, value: int) -> None:
+        self.rotation[0] = value
+
+
 class Balancer:
     def __init__(self, settings, store: RuntimeStore, *, clock: Callable[[], float] = time.time) -> None:
         policy = settings.policy
@@ -93,7 +114,8 @@ class Balancer:
         self._cooldown = policy.cooldown
         self._default_completion = policy.default_max_tokens
         self.keys: dict[str, tuple[ProviderKey, ...]] = {p.id: provider_keys(p) for p in settings.llm_providers}
-        self._turns: dict[tuple, int] = {}
+        self._turns: dict[tuple, list[int]] = {}  # key ids of a candidate list -> its rotation counter
+        self._groups: dict[tuple[int, ...], _Group] = {}
         self._shared = bool(getattr(store, "shared", False))
         self._snapshots: dict[str, tuple[float, KeyState]] = {}  # shared stores: key id -> (taken at, state)
 
@@ -112,19 +134,19 @@ class Balancer:
         tried: frozenset[str] | set[str] = frozenset(),
         headroom: float = 0.0,
     ) -> Lease:
-        candidates = [Candidate(t, k) for t in targets for k in self.keys.get(t.provider_id, ())]
+        group = self._group(targets)
+        candidates = group.candidates
         if not candidates:
             raise Exhausted(0.0, {}, tuple(dict.fromkeys(t.provider_id for t in targets)))
         now = self._clock()
         if len(candidates) == 1:  # nothing to rank: no state to read
             ordered = candidates
         else:
-            turn_key = tuple([c.key.id for c in candidates])
-            turn = self._turns.get(turn_key, 0)
-            self._turns[turn_key] = turn + 1
+            turn = group.turn
+            group.turn = turn + 1
             states = {}
             if self._algorithm != "round_robin":
-                states = await self._states(list(dict.fromkeys(turn_key)), now)
+                states = await self._states(group.key_ids, now)
             ordered = strategies.order(
                 candidates,
                 algorithm=self._algorithm,
@@ -142,7 +164,7 @@ class Balancer:
             if key.id in refusals:
                 continue  # the same key reached through another target of its provider
             completion = self.completion_estimate(target, max_tokens)
-            limits = window_limits(target, headroom)
+            limits = group.limits[id(target)] if not headroom else window_limits(target, headroom)
             if limits is None:  # the headroom leaves this key nothing: it waits for live traffic's sake
                 refusals[key.id] = Refusal(key.id, WINDOW_SECONDS, "headroom")
                 labels[key.id] = key.label
@@ -162,6 +184,25 @@ class Balancer:
             min(r.retry_after for r in refusals.values()),
             {labels[key_id]: r.reason for key_id, r in refusals.items()},
         )
+
+    def _group(self, targets: Sequence[Target]) -> "_Group":
+        """The candidates of ``targets`` and their rotation, made once per target list (the
+        catalog hands out the same ``Target`` objects for a model every time)."""
+        key = tuple(map(id, targets))  # the group holds its targets, so these ids stay theirs
+        group = self._groups.get(key)
+        if group is None:
+            candidates = [Candidate.of(t, k) for t in targets for k in self.keys.get(t.provider_id, ())]
+            group = _Group(
+                tuple(targets),
+                candidates,
+                list(dict.fromkeys(c.key.id for c in candidates)),
+                {id(t): window_limits(t) for t in targets},
+                self._turns.setdefault(tuple(c.key.id for c in candidates), [0]),
+            )
+            if len(self._groups) >= MAX_GROUPS:  # unlisted provider:model names make new targets: stay bounded
+                self._groups.clear()
+            self._groups[key] = group
+        return group
 
     async def release(
         self,

@@ -44,12 +44,12 @@ _IDLE = KeyState()
 class Candidate:
     target: "Target"
     key: "ProviderKey"
+    price: float = 0.0  # USD per input token plus per output token (the base tier); 0 when unknown
 
-    @property
-    def price(self) -> float:
-        """USD per input token plus per output token (the base tier); 0 when the price is unknown."""
-        price = self.target.price
-        return 0.0 if price is None else price.input + price.output
+    @classmethod
+    def of(cls, target: "Target", key: "ProviderKey") -> "Candidate":
+        price = target.price
+        return cls(target, key, 0.0 if price is None else price.input + price.output)
 
 
 def window_use(candidate: Candidate, state: KeyState) -> float:

@@ -6,12 +6,28 @@ Every front door renders the same way; only the body's format differs (the endpo
 from __future__ import annotations
 
 from sanic import HTTPResponse, Request
+from sanic.helpers import has_message_body
 
 from app.accounting import RateWindow, RequestRecord
 from app.cache import CACHE_HEADER
 from storage.base import WINDOW_SECONDS
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class GatewayResponse(HTTPResponse):
+    """An ``HTTPResponse`` whose headers the gateway wrote from values it checked itself (request
+    ids matching ``app.server``'s pattern, provider ids and key labels from the config, numbers):
+    they skip Sanic's per-header sanitizing, two ``str.translate`` calls and an f-string for
+    every header of every answer, which cost more than a tenth of a request's own time."""
+
+    __slots__ = ()
+
+    @property
+    def processed_headers(self):
+        if has_message_body(self.status):
+            self.headers.setdefault("content-type", self.content_type)
+        return [(name.encode(), str(value).encode()) for name, value in self.headers.items()]
 
 
 def served_headers(record: RequestRecord) -> dict[str, str]:
@@ -65,7 +81,7 @@ def rate_limit_headers(window: RateWindow, headers: dict[str, str]) -> None:
 
 
 def json_answer(body: bytes, record: RequestRecord) -> HTTPResponse:
-    return HTTPResponse(body, status=200, headers=served_headers(record), content_type="application/json")
+    return GatewayResponse(body, status=200, headers=served_headers(record), content_type="application/json")
 
 
 async def send_stream(request: Request, relay) -> None:
