@@ -286,6 +286,16 @@ class MemoryStore:
             for minute in [m for m in state.history if m + 60 <= oldest_minute]:
                 del state.history[minute]
                 removed += 1
+        # Keys nobody lists any more (removed from the config, or a client's window): once their
+        # window is empty and nothing is in flight or resting, their state goes.
+        listed = set(key_ids)
+        for key_id in [k for k in self._keys if k not in listed]:
+            state = self._keys[key_id]
+            removed += state.expire(now - window)
+            state.live_inflight(now)
+            if not state.requests and not state.inflight and state.cooldown_until <= now:
+                del self._keys[key_id]
+                removed += 1
         for key in [k for k, e in self._cache.items() if e.expires_at <= now]:
             del self._cache[key]
             removed += 1

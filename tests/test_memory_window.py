@@ -34,3 +34,21 @@ def test_window_stays_exact_across_front_drops():
     key = store._keys["p#1"]
     assert key.base > 0 and len(key.times) < 12000  # the expired front was dropped, not kept forever
     assert len({lease.entry_id for lease in held}) == 18000
+
+
+def test_compaction_drops_the_state_of_keys_no_longer_listed():
+    async def scenario():
+        store = MemoryStore()
+        limits = WindowLimits(requests=10)
+        kept = await store.reserve("listed", tokens=1, limits=limits, now=T0)
+        gone = await store.reserve("removed", tokens=1, limits=limits, now=T0)
+        await store.settle(kept, tokens=1, failed=False, latency=0.1, now=T0)
+        await store.settle(gone, tokens=1, failed=False, latency=0.1, now=T0)
+        inside_window = await store.compact(["listed"], window=60, history=3600, now=T0 + 30)
+        still = "removed" in store._keys
+        await store.compact(["listed"], window=60, history=3600, now=T0 + 61)
+        return still, "removed" in store._keys, "listed" in store._keys
+
+    still, after, listed = asyncio.run(scenario())
+    assert still is True  # its window still counts for another 30 s
+    assert after is False and listed is True
