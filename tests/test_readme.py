@@ -99,3 +99,13 @@ def test_batch_example(gw, fake):
     assert printed.startswith("completed BatchRequestCounts(")
     assert [line for line in printed.splitlines()[1:]] == ["q-0 echo: Say 0", "q-1 echo: Say 1", "q-2 echo: Say 2"]
     assert fake.count("sk-upstream") == 3
+
+
+def test_responses_example(gw, fake):
+    """The Responses example continues the SDK example (it uses its ``client``)."""
+    [setup] = [b for b in blocks("python") if "from openai import OpenAI" in b and "batches" not in b]
+    [code] = [b for b in blocks("python") if "client.responses.create" in b]
+    printed = run_python(as_written(setup, gw) + "\n" + code)
+    assert "echo: Name a prime number." in printed
+    assert "echo: Count to five" in printed.rsplit("usage:", 1)[-1]  # the Responses stream, after the chat example's lines
+    assert fake.count("sk-upstream") == 2 + 3  # the chat example's two calls, then create, continue and stream
