@@ -9,6 +9,7 @@ providers, translated to the others.
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from sanic import Blueprint, Request
@@ -41,9 +42,27 @@ def messages_call(body: dict, principal, headers) -> Call:
         stream=bool(chat.get("stream")),
         max_tokens=chat.get("max_completion_tokens"),
         prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
-        forward_headers={name: headers[name] for name in FORWARDED_HEADERS if name in headers},
+        forward_headers=forwarded_headers(headers),
         extra={"id": "msg_" + secrets.token_hex(12)},
     )
+
+
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def forwarded_headers(headers) -> dict[str, str]:
+    """The client's ``FORWARDED_HEADERS`` for a native Anthropic call. A value that is not
+    printable ASCII cannot go upstream (the HTTP client refuses control characters, and the
+    attempt would fail as if the upstream had): a 400 naming the header."""
+    out = {}
+    for name in FORWARDED_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if not _HEADER_VALUE.fullmatch(value):
+            raise InvalidRequest(f"The '{name}' header must be printable ASCII.", param=name, code="invalid_value")
+        out[name] = value
+    return out
 
 
 @bp.post("/messages")
