@@ -1,5 +1,6 @@
-"""What the issue 11 tests share: one gateway config with a provider of every type, and the
-check that an error body is the envelope its route promises.
+"""What the issue 11 tests share: one gateway config with a provider of every type, the check
+that an error body is the envelope its route promises, and a raw HTTP/1.1 client (any bytes out,
+one answer back) for requests no HTTP library would send.
 
 The providers all point at the fake upstream, each with its own random-looking key secret
 (``test_conformance.K``: the gateway redacts every 8-character run of a secret from its logs).
@@ -7,7 +8,10 @@ The providers all point at the fake upstream, each with its own random-looking k
 
 from __future__ import annotations
 
+import socket
 from typing import Any
+
+import orjson
 
 from gateway import config, provider
 from test_conformance import K
@@ -47,3 +51,55 @@ def assert_error_envelope(body: Any, *, anthropic: bool) -> None:
         assert {"param", "code"} <= error.keys(), body
         assert error["param"] is None or isinstance(error["param"], str), body
         assert error["code"] is None or isinstance(error["code"], str), body
+
+
+class RawResponse:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def raw_request(port: int, data: bytes, *, timeout: float = 10.0) -> RawResponse:
+    """Send ``data`` (any bytes: well-formed HTTP or not; ``Connection: close`` where it is a
+    request at all) on a new connection, read until the gateway closes it, and parse the last
+    answer (after any ``100 Continue``). AssertionError when no answer comes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    assert received.startswith(b"HTTP/1."), f"no answer: {received[:200]!r}"
+    while True:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        if status != 100:
+            break
+        received = rest
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            body, rest = body + rest[:size], rest[size + 2 :]
+            if size == 0:
+                break
+        return RawResponse(status, headers, body)
+    if "content-length" in headers:
+        rest = rest[: int(headers["content-length"])]
+    return RawResponse(status, headers, rest)
+
+
+def http_request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes | None = None) -> bytes:
+    """An HTTP/1.1 request as bytes, with ``Host``, ``Connection: close`` and (for a body) its length."""
+    lines = [method + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    lines += [name + b": " + value for name, value in headers]
+    if body is not None:
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")

@@ -22,7 +22,7 @@ from app.calls import Call
 from app.endpoints import MESSAGES
 from app.endpoints.messages import FORWARDED_HEADERS
 from app.errors import InvalidRequest
-from app.inbound import check_chat_body, parse_json_object
+from app.inbound import check_chat_body, check_nesting, parse_json_object
 from app.routes.respond import json_answer, send_stream
 
 bp = Blueprint("messages", url_prefix="/v1")
@@ -30,6 +30,7 @@ bp = Blueprint("messages", url_prefix="/v1")
 
 def messages_call(body: dict, principal, headers) -> Call:
     """The ``Call`` for a Messages request (a 400 naming the field for anything malformed)."""
+    check_nesting(body)  # an Anthropic provider gets the body whole: deeper than orjson writes was a 502
     try:
         chat = messages_request_to_chat(body, provider_kind="openai")  # validates, and sizes the prompt
     except AdapterError as error:
@@ -82,6 +83,7 @@ async def count_tokens(request: Request):
     provider): no upstream call, so it costs no key's window. The model must be one the client
     may use."""
     body = parse_json_object(request.body)
+    check_nesting(body)
     try:
         tokens = count_tokens_estimate(body)
     except AdapterError as error:
