@@ -23,18 +23,22 @@ from hypothesis import strategies as st
 from inbound_strategies import DEEP, DEEP_STRING, JUNK, KEYS, encode
 
 HUGE_INT = "\x00huge-int\x00"
+PAST_INT64 = "\x00past-int64\x00"  # integers just past 64 bits: orjson reads them as floats, pydantic exactly
+PAST_UINT64 = "\x00past-uint64\x00"
 HUGE_FLOAT = "\x00huge-float\x00"
 LONE_SURROGATE = "\x00surrogate\x00"
 NOT_UTF8 = "\x00not-utf8\x00"
 IN_BYTES = {
     HUGE_INT: b"-" + b"9" * 40,
+    PAST_INT64: b"-9223372036854775809",
+    PAST_UINT64: b"18446744073709551616",
     HUGE_FLOAT: b"1e400",
     LONE_SURROGATE: b'"\\udc80 and \\ud800"',
     NOT_UTF8: b'"\xff\xfe\xc3"',
 }
 _EXTREMES = st.sampled_from(
     [
-        HUGE_INT, HUGE_FLOAT, LONE_SURROGATE, NOT_UTF8, DEEP, DEEP_STRING,
+        HUGE_INT, PAST_INT64, PAST_UINT64, HUGE_FLOAT, LONE_SURROGATE, NOT_UTF8, DEEP, DEEP_STRING,
         0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 1e308, -1e308, 5e-324, -0.0, True, False, None, "", [], {},
         "\u0000", "\u202e\U0001f600\ufeff", "a" * 100_000, ["x"] * 3000, {"k" + str(i): i for i in range(300)},
     ]

@@ -25,12 +25,26 @@ EMBEDDING_MODELS = {kind: f"emb-{kind}" for kind in KINDS}
 MODELS = (*CHAT_MODELS.values(), *EMBEDDING_MODELS.values())
 
 
+GOVERNED_KEY = "governed-client-key"  # a config client with limits and budgets (never reached)
+PRICING = {"input_token_cost": 1.0, "output_token_cost": 2.0}  # USD per 1K tokens
+
+
 def fleet_providers(url: str) -> list[dict]:
-    """One provider per type, serving ``chat-<type>`` and ``emb-<type>``."""
+    """One provider per type, serving ``chat-<type>`` and ``emb-<type>``, priced."""
     return [
-        provider(kind, url + "/v1" if kind == "custom" else url, [K(f"fuzz-{kind}")], type=kind, models=[CHAT_MODELS[kind], EMBEDDING_MODELS[kind]])
+        provider(kind, url + "/v1" if kind == "custom" else url, [K(f"fuzz-{kind}")], type=kind, models=[CHAT_MODELS[kind], EMBEDDING_MODELS[kind]], pricing=PRICING)
         for kind in KINDS
     ]
+
+
+def governed_fleet_config(url: str, **extra) -> dict:
+    """``fleet_config`` with the response cache on and a second client key whose limits and
+    budgets are far from reached, so requests also go through the cache and the governor."""
+    clients = [
+        {"key": CLIENT_KEY, "allowed_providers": ["*"]},
+        {"key": GOVERNED_KEY, "limits": {"req_per_min": 1_000_000, "tokens_per_min": 10**12}, "budgets": {"usd_per_day": 10**6, "usd_per_month": 10**7}},
+    ]
+    return config(fleet_providers(url), client_keys=clients, policy={"cache": {"enabled": True}}, **extra)
 
 
 def fleet_config(url: str, **extra) -> dict:

@@ -47,7 +47,8 @@ from fuzz_gateway import (
     EMBEDDING_MODELS,
     KINDS,
     assert_error_envelope,
-    fleet_config,
+    GOVERNED_KEY,
+    governed_fleet_config,
     http_request,
     raw_request,
 )
@@ -65,7 +66,7 @@ BROKEN_STREAM = (b'"upstream_error"', b'"server_error"', b'"api_error"', b"strea
 
 @pytest.fixture(scope="module")
 def gw(start_gateway, upstream):
-    return start_gateway(fleet_config(upstream.url, server={"listen": ":2906", "admin_api_key": ADMIN_KEY, "max_body_mb": MAX_BODY_MB}))
+    return start_gateway(governed_fleet_config(upstream.url, server={"listen": ":2906", "admin_api_key": ADMIN_KEY, "max_body_mb": MAX_BODY_MB}))
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,18 @@ def post(http: httpx.Client, path: str, raw: bytes, *, key: str = CLIENT_KEY, he
     return http.post(path, content=raw, headers={header: value, "content-type": "application/json"})
 
 
+KEYS_AND_CACHE = st.tuples(st.sampled_from([CLIENT_KEY, GOVERNED_KEY]), st.sampled_from([None, "no-cache", "no-store", "max-age=5"]))
+
+
+def fuzz_post(http: httpx.Client, path: str, raw: bytes, key_and_cache: tuple, *, header: str = "authorization") -> httpx.Response:
+    """``post`` as one of the two clients (one governed), with or without a Cache-Control."""
+    key, cache_control = key_and_cache
+    headers = {header: key if header == "x-api-key" else f"Bearer {key}", "content-type": "application/json"}
+    if cache_control:
+        headers["cache-control"] = cache_control
+    return http.post(path, content=raw, headers=headers)
+
+
 def models_of(kind: str) -> dict[str, str]:
     """The strategies' placeholder model names -> the ones provider type ``kind`` serves."""
     return {MODEL: CHAT_MODELS[kind], EMBEDDING_MODEL: EMBEDDING_MODELS[kind], "gpt-test": CHAT_MODELS[kind], "embed-test": EMBEDDING_MODELS[kind]}
@@ -109,30 +122,30 @@ def models_of(kind: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("kind", KINDS)
 @FUZZ
-@given(body=st.one_of(mutated(chat_seeds()), MALFORMED.chat, TRANSLATABLE.chat), depth=DEPTHS)
-def test_chat_bodies(http, kind, body, depth):
-    check(post(http, "/v1/chat/completions", to_bytes(body, depth, models_of(kind))))
+@given(body=st.one_of(mutated(chat_seeds()), MALFORMED.chat, TRANSLATABLE.chat), depth=DEPTHS, who=KEYS_AND_CACHE)
+def test_chat_bodies(http, kind, body, depth, who):
+    check(fuzz_post(http, "/v1/chat/completions", to_bytes(body, depth, models_of(kind)), who))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @FUZZ
-@given(body=st.one_of(mutated(embeddings_seeds()), MALFORMED.embeddings), depth=DEPTHS)
-def test_embeddings_bodies(http, kind, body, depth):
-    check(post(http, "/v1/embeddings", to_bytes(body, depth, models_of(kind))))
+@given(body=st.one_of(mutated(embeddings_seeds()), MALFORMED.embeddings), depth=DEPTHS, who=KEYS_AND_CACHE)
+def test_embeddings_bodies(http, kind, body, depth, who):
+    check(fuzz_post(http, "/v1/embeddings", to_bytes(body, depth, models_of(kind)), who))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @FUZZ
-@given(body=mutated(responses_seeds()), depth=DEPTHS)
-def test_responses_bodies(http, kind, body, depth):
-    check(post(http, "/v1/responses", to_bytes(body, depth, models_of(kind))))
+@given(body=mutated(responses_seeds()), depth=DEPTHS, who=KEYS_AND_CACHE)
+def test_responses_bodies(http, kind, body, depth, who):
+    check(fuzz_post(http, "/v1/responses", to_bytes(body, depth, models_of(kind)), who))
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @FUZZ
-@given(body=mutated(messages_seeds()), depth=DEPTHS, path=st.sampled_from(["/v1/messages", "/v1/messages/count_tokens"]), header=st.sampled_from(["x-api-key", "authorization"]))
-def test_messages_bodies(http, kind, body, depth, path, header):
-    check(post(http, path, to_bytes(body, depth, models_of(kind)), header=header), anthropic=True)
+@given(body=mutated(messages_seeds()), depth=DEPTHS, path=st.sampled_from(["/v1/messages", "/v1/messages/count_tokens"]), header=st.sampled_from(["x-api-key", "authorization"]), who=KEYS_AND_CACHE)
+def test_messages_bodies(http, kind, body, depth, path, header, who):
+    check(fuzz_post(http, path, to_bytes(body, depth, models_of(kind)), who, header=header), anthropic=True)
 
 
 # ---------------------------------------------------------------------------------- batch input files
@@ -189,7 +202,7 @@ def test_config_documents(http, upstream, data, depth, form):
     elif form == "text":
         raw = data.draw(st.text(max_size=300)).encode("utf-8", "surrogatepass")
     else:
-        document = data.draw(mutated([fleet_config(upstream.url)]))
+        document = data.draw(mutated([governed_fleet_config(upstream.url)]))
         raw = to_bytes(document, depth) if form == "json" else yaml.safe_dump(document, allow_unicode=True).encode("utf-8", "surrogatepass")
     response = post(http, "/admin/v1/config/validate", raw, key=ADMIN_KEY)
     check(response)
@@ -437,3 +450,20 @@ def test_bodies_nesting_deeper_than_json_writes_are_a_400(http, path, body, fiel
     assert f"Invalid value for '{field}': arrays and objects nest more than 64 levels deep." == error["message"]
     if not anthropic:
         assert error["param"] == field
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b'{"name": "n", "metadata": {"x": -9223372036854775809}}', "metadata"),
+        (b'{"name": "n", "limits": {"req_per_min": 1000000000000000000000000000000}}', "limits"),
+        (b'{"name": "n", "limits": {"tokens_per_min": 18446744073709551616}}', "limits"),
+    ],
+)
+def test_client_integers_past_64_bits_are_a_400(http, client_id, body, field):
+    """pydantic reads them exactly, orjson cannot write them: the client document was a 500 (metadata) or a 503 (limits)."""
+    headers = {"authorization": f"Bearer {ADMIN_KEY}", "content-type": "application/json"}
+    for response in (http.post("/admin/v1/clients", content=body, headers=headers), http.patch(f"/admin/v1/clients/{client_id}", content=body.replace(b'"name": "n", ', b""), headers=headers)):
+        assert response.status_code == 400, response.text
+        check(response)
+        assert response.json()["error"]["param"] == field

@@ -30,7 +30,7 @@ bp = Blueprint("messages", url_prefix="/v1")
 
 def messages_call(body: dict, principal, headers) -> Call:
     """The ``Call`` for a Messages request (a 400 naming the field for anything malformed)."""
-    check_nesting(body)  # an Anthropic provider gets the body whole: deeper than orjson writes was a 502
+    check_nesting(body)  # an Anthropic provider gets the body whole: the limit chat has, for every target
     try:
         chat = messages_request_to_chat(body, provider_kind="openai")  # validates, and sizes the prompt
     except AdapterError as error:
