@@ -150,7 +150,13 @@ def _digest(authorization: str | None) -> bytes:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationFailed("Malformed Authorization header; expected 'Bearer <key>'.")
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(_header_bytes(token)).digest()
+
+
+def _header_bytes(value: str) -> bytes:
+    """A header value's bytes as sent: Sanic decodes bytes that are not UTF-8 as surrogates,
+    which a plain ``encode()`` refuses (a 500 for any client sending them)."""
+    return value.encode("utf-8", "surrogateescape")
 
 
 def check_admin(authorization: str | None, admin_key: str) -> bool:
@@ -158,4 +164,4 @@ def check_admin(authorization: str | None, admin_key: str) -> bool:
     if not authorization:
         return False
     scheme, _, token = authorization.strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), admin_key.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(_header_bytes(token.strip()), admin_key.encode())

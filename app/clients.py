@@ -123,6 +123,11 @@ def parse_input(raw: bytes, model: type[ClientChange], *, providers: set[str], n
             raise InvalidRequest(f"Invalid client: allowed_models[{index}]: is empty.", param=f"allowed_models[{index}]", code="invalid_value")
     if parsed.expires_at is not None and _seconds(parsed.expires_at) <= now:
         raise InvalidRequest("Invalid client: expires_at: must be in the future.", param="expires_at", code="invalid_value")
+    for name in sorted(parsed.model_fields_set):  # stored as JSON: an integer past 64 bits was a 500 (or a 503 from the store)
+        try:
+            orjson.dumps(parsed.model_dump(mode="json", include={name}))
+        except TypeError:
+            raise InvalidRequest(f"Invalid client: {name}: holds an integer JSON cannot store (past 64 bits).", param=name, code="invalid_value") from None
     if parsed.metadata is not None and len(orjson.dumps(parsed.metadata)) > METADATA_MAX_BYTES:
         raise InvalidRequest(f"Invalid client: metadata: must be at most {METADATA_MAX_BYTES} bytes of JSON.", param="metadata", code="invalid_value")
     return parsed

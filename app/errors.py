@@ -24,14 +24,18 @@ re-derived from codes.
         ├── UpstreamUnavailable        503 upstream_unavailable (+ Retry-After when known)
         └── UpstreamTimeout            504 upstream_timeout
 
-Messages never contain provider keys: upstream text is scrubbed before it is wrapped here.
+Messages never contain provider keys: upstream text is scrubbed before it is wrapped here. They
+are always valid Unicode (``valid_text``), so every envelope can be written.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import orjson
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class GatewayError(Exception):
@@ -51,7 +55,7 @@ class GatewayError(Exception):
         retry_later: bool | None = None,
     ):
         super().__init__(message)
-        self.message = message
+        self.message = message if message.isascii() else valid_text(message)
         self.param = param
         if code is not None:
             self.code = code
@@ -71,6 +75,13 @@ class GatewayError(Exception):
         if self.retry_after is None:
             return {}
         return {"retry-after": str(retry_after_seconds(self.retry_after))}
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode: a message may quote header bytes that are not UTF-8, which
+    Sanic hands over as lone surrogates, and no JSON encoder writes those (the error handler
+    itself failed, a plain-text 500). Each such character becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def retry_after_seconds(seconds: float) -> int:

@@ -8,9 +8,10 @@ response_format types, tool_choice modes), and the JSON Schemas in ``tools`` and
 ``response_format``, recursively. A violation raises ``InvalidRequest`` naming the parameter
 (``param="messages[2].tool_calls[0].function.name"``) with code ``invalid_type``,
 ``invalid_value`` or ``missing_required_parameter``; bytes that are not a JSON object are
-``invalid_json``. Whatever the boundary accepts, every adapter either translates or refuses with
-``AdapterError``; nothing downstream checks types again (``tests/test_inbound.py`` holds both
-sides to that with generated bodies).
+``invalid_json``. ``check_nesting`` holds the other front doors' bodies (Responses, Anthropic
+Messages) to the same nesting limit. Whatever the boundary accepts, every adapter either
+translates or refuses with ``AdapterError``; nothing downstream checks types again
+(``tests/test_inbound.py`` holds both sides to that with generated bodies).
 
 Lenient where real clients are:
 
@@ -725,6 +726,16 @@ def _model(body: dict) -> str:
     if not model:
         raise _bad_value("must not be empty", "model").request_error()
     return model
+
+
+def check_nesting(body: dict) -> None:
+    """Every top-level field of a decoded body nests at most ``MAX_NESTING`` levels (the body is
+    level 0); ``InvalidRequest`` naming the first that nests deeper. For the front doors that
+    translate only the fields they know and keep or forward the whole body (Responses, Anthropic
+    Messages): orjson reads 1,024 levels but writes only 254."""
+    for name, value in body.items():
+        if (type(value) is dict or type(value) is list) and nesting_exceeds(value, MAX_NESTING):
+            raise _TooDeep().under(name).request_error()
 
 
 # ------------------------------------------------------------------ the two entry points

@@ -12,6 +12,9 @@ event mid-stream, or drop the connection (before answering, or mid-stream).
 Every call is recorded (``calls``: key -> count, from ``Authorization``, ``x-api-key`` or
 ``x-goog-api-key``; ``requests``: path, parsed body and headers in order), so tests can prove
 which key received what.
+
+A body the fake cannot read (``KeyError``, ``TypeError``... while answering it: fuzzed fields the
+gateway passes through) gets the wire's 400, as a real provider would answer, not a 500.
 """
 
 from __future__ import annotations
@@ -178,14 +181,22 @@ class FakeUpstream:
             return web.Response(body=payload, status=step.status, headers=step.headers, content_type="application/json")
         if operation is None:
             return web.Response(status=404, body=orjson.dumps(wire.error(404, step)), content_type="application/json")
-        problem = wire.problem(body, request.query)
+        try:
+            problem = wire.problem(body, request.query)
+            if not problem:
+                if operation == "stream":
+                    frames = wire.stream(body, step, fake_wire.ids)
+                else:
+                    answer = wire.embeddings(body, step) if operation == "embeddings" else wire.completion(body, step, fake_wire.ids)
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            # A body this fake cannot read (fuzzed pass-through fields): a real provider's 400.
+            problem = f"the fake upstream cannot read this request ({type(error).__name__}: {error})"
         if problem:
             error = wire.error(400, step)
             (error["error"] if "error" in error else error)["message"] = problem
             return web.Response(status=400, body=orjson.dumps(error), content_type="application/json")
         if operation == "stream":
-            return await self._stream(request, wire.stream(body, step, fake_wire.ids), step)
-        answer = wire.embeddings(body, step) if operation == "embeddings" else wire.completion(body, step, fake_wire.ids)
+            return await self._stream(request, frames, step)
         return web.Response(body=orjson.dumps(answer), headers=step.headers, content_type="application/json")
 
     async def _stream(self, request: web.Request, frames: list[bytes], step: Step) -> web.StreamResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.auth import ACCEPTED_MAX, Authenticator
+from app.auth import ACCEPTED_MAX, Authenticator, check_admin
 from app.config import settings_from_data
 from app.errors import AuthenticationFailed
 
@@ -30,3 +30,15 @@ def test_the_memory_of_accepted_values_is_bounded():
     for spaces in range(ACCEPTED_MAX + 50):
         auth.authenticate("Bearer " + " " * spaces + "sk-good")
     assert len(auth._accepted) == ACCEPTED_MAX
+
+
+def test_header_bytes_that_are_not_utf8_are_a_wrong_key_not_a_crash():
+    """Sanic hands such bytes over as surrogates (issue 11: they were a 500)."""
+    auth = authenticator()
+    sent = b"Bearer sk-\xff\xfegood".decode("utf-8", "surrogateescape")
+    with pytest.raises(AuthenticationFailed):
+        auth.authenticate(sent)
+    settings = settings_from_data({"llm_providers": [], "api_keys": [{"key": "sk-caf\u00e9"}]})
+    assert Authenticator(settings.api_keys).authenticate("Bearer sk-caf\u00e9".encode().decode("utf-8", "surrogateescape")) is not None
+    assert not check_admin(sent, "admin-key")
+    assert check_admin("Bearer admin-key", "admin-key")

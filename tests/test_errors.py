@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from conftest import openai_client
@@ -197,3 +198,11 @@ def test_nothing_returns_a_traceback(gw):
         response = httpx.post(gw.url + "/v1/chat/completions", content=body, headers={"authorization": "Bearer client-key"})
         assert response.status_code == 400, body
         assert "Traceback" not in response.text and set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_message_with_lone_surrogates_still_renders():
+    """Header bytes that are not UTF-8 reach messages as surrogates; orjson refuses to write those."""
+    from app.errors import InvalidRequest
+
+    error = InvalidRequest("Unknown Expect: \udc80\udcff and \ud800", param="expect")
+    assert orjson.loads(error.body())["error"]["message"] == "Unknown Expect: \ufffd\ufffd and \ufffd"

@@ -1,4 +1,5 @@
-"""Liveness, readiness and the Prometheus endpoint (no auth: load balancers and scrapers use them)."""
+"""Liveness, readiness, the Prometheus endpoint and the OpenAPI document (``app.openapi``), with
+no auth: load balancers, scrapers and API tooling use them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import json
 
 from app import metrics
+from app.openapi import DOCUMENT_JSON
 
 bp = Blueprint("health")
 
@@ -56,3 +58,8 @@ async def prometheus(request: Request):
             pass
     body, content_type = metrics.render()
     return HTTPResponse(body, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+async def openapi(request: Request):
+    return HTTPResponse(DOCUMENT_JSON, content_type="application/json")

@@ -9,6 +9,7 @@ providers, translated to the others.
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from sanic import Blueprint, Request
@@ -21,7 +22,7 @@ from app.calls import Call
 from app.endpoints import MESSAGES
 from app.endpoints.messages import FORWARDED_HEADERS
 from app.errors import InvalidRequest
-from app.inbound import check_chat_body, parse_json_object
+from app.inbound import check_chat_body, check_nesting, parse_json_object
 from app.routes.respond import json_answer, send_stream
 
 bp = Blueprint("messages", url_prefix="/v1")
@@ -29,6 +30,7 @@ bp = Blueprint("messages", url_prefix="/v1")
 
 def messages_call(body: dict, principal, headers) -> Call:
     """The ``Call`` for a Messages request (a 400 naming the field for anything malformed)."""
+    check_nesting(body)  # an Anthropic provider gets the body whole: the limit chat has, for every target
     try:
         chat = messages_request_to_chat(body, provider_kind="openai")  # validates, and sizes the prompt
     except AdapterError as error:
@@ -41,9 +43,27 @@ def messages_call(body: dict, principal, headers) -> Call:
         stream=bool(chat.get("stream")),
         max_tokens=chat.get("max_completion_tokens"),
         prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
-        forward_headers={name: headers[name] for name in FORWARDED_HEADERS if name in headers},
+        forward_headers=forwarded_headers(headers),
         extra={"id": "msg_" + secrets.token_hex(12)},
     )
+
+
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def forwarded_headers(headers) -> dict[str, str]:
+    """The client's ``FORWARDED_HEADERS`` for a native Anthropic call. A value that is not
+    printable ASCII cannot go upstream (the HTTP client refuses control characters, and the
+    attempt would fail as if the upstream had): a 400 naming the header."""
+    out = {}
+    for name in FORWARDED_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if not _HEADER_VALUE.fullmatch(value):
+            raise InvalidRequest(f"The '{name}' header must be printable ASCII.", param=name, code="invalid_value")
+        out[name] = value
+    return out
 
 
 @bp.post("/messages")
@@ -63,6 +83,7 @@ async def count_tokens(request: Request):
     provider): no upstream call, so it costs no key's window. The model must be one the client
     may use."""
     body = parse_json_object(request.body)
+    check_nesting(body)
     try:
         tokens = count_tokens_estimate(body)
     except AdapterError as error:

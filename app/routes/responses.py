@@ -21,7 +21,7 @@ from app.calls import Call
 from app.endpoints import RESPONSES
 from app.errors import InvalidRequest
 from app.responses_store import ResponseStore, continuation
-from app.inbound import check_chat_body, parse_json_object
+from app.inbound import check_chat_body, check_nesting, parse_json_object
 from app.routes.respond import json_answer, send_stream
 
 bp = Blueprint("responses", url_prefix="/v1")
@@ -33,6 +33,7 @@ def _invalid(error: AdapterError) -> InvalidRequest:
 
 async def responses_call(body: dict, principal, store: ResponseStore) -> Call:
     """The ``Call`` for a Responses request body (a 400 for anything the translation refuses)."""
+    check_nesting(body)  # the body is stored whole: deeper than orjson writes was a 500
     previous = body.get("previous_response_id")
     history: list[dict] = []
     prior_items: list[dict] = []
