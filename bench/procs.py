@@ -33,10 +33,10 @@ def find_program(name: str) -> str | None:
 
 
 def http_request(
-    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 5.0
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 5.0, *, host: str = "127.0.0.1"
 ) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection: (status, lower-cased headers, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
