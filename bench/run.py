@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import orjson
 import yaml
 
-from bench import flame, mock, spy, stats, wrk
+from bench import flame, mock, procs, spy, stats, wrk
 from bench.procs import ROOT, Service, find_program, free_port, http_ok, http_request, tcp_open
 from bench.rows import BY_ID, ROWS, TENSORZERO_MISSING, Row, gateway_config, missing_feature, request_headers
 from bench.streamclient import time_streams
@@ -144,6 +144,7 @@ class Run:
         self.mock_port = mock_port  # 0: any free port
         self.flame_svg = flame_svg or flame_path(RESULTS / "latest.json")
         self.flame: dict | None = None  # the flame graph's summary, once recorded
+        self.watched: list[Service] = []  # the processes of the row being measured (with the mock)
 
     def cpus(self, which: str, row: Row | None = None) -> str | None:
         """The CPUs for a process of ``row`` that pinned runs would put on ``which`` (None: inherit)."""
@@ -267,6 +268,7 @@ class Run:
                 target, where = self.start_target(row, config, tag="-retry")
             if target is not self.mock:
                 started.append(target)
+            self.watched = [self.mock, *started]
             with self.mock_placed_for(row):
                 measured = self._measure(row, target, where)
             if note:
@@ -277,6 +279,11 @@ class Run:
         finally:
             for service in reversed(started):
                 service.stop()
+
+    def watched_seconds(self) -> float:
+        """CPU time so far of everything this run has running for the row: its processes, the
+        mock, the harness and the wrk runs that have ended."""
+        return sum(service.cpu_seconds() for service in self.watched) + procs.own_seconds()
 
     def measure_external(self, row: Row) -> dict:
         """A gateway this run did not start (TensorZero), at the URL in ``row.url_env``: measured
@@ -325,8 +332,12 @@ class Run:
         c1 = self.load(row, where, script, 1, phases.c1_s)
         lag1 = self.lag_snapshot(where) if gateway else {}
         cpu_before = target.cpu_seconds() if target else 0.0
+        busy_before, ours_before, wall_before = procs.machine_busy_seconds(), self.watched_seconds(), time.monotonic()
         c32 = self.load(row, where, script, CONNECTIONS, phases.c32_s)
         cpu_used = target.cpu_seconds() - cpu_before if target else None
+        others = procs.machine_busy_seconds() - busy_before - (self.watched_seconds() - ours_before)
+        # other processes' share of the machine while the row was measured (an external gateway is one of them)
+        out["other_cpu_pct"] = round(100 * max(0.0, others) / (time.monotonic() - wall_before), 1) if target else None
         lag2 = self.lag_snapshot(where) if gateway else {}
         out["c1"] = phase_figures(c1)
         out["c32"] = phase_figures(c32)

@@ -167,6 +167,13 @@ TARGETS: tuple[Target, ...] = (
     ),
 )
 BY_TARGET = {target.id: target for target in TARGETS}
+NOISY_PCT = 10.0  # other processes' CPU (% of one core) during a row's 32-connection phase that makes it suspect
+
+
+def noisy_rows(rows: dict[str, dict], ids: Iterable[str] | None = None) -> list[str]:
+    """The rows (of ``ids``, default all) measured while other processes used more than
+    ``NOISY_PCT`` % of a core: the machine is shared, and their figures may be low."""
+    return [row_id for row_id in (rows if ids is None else ids) if ((rows.get(row_id) or {}).get("other_cpu_pct") or 0) > NOISY_PCT]
 
 
 def evaluate(rows: dict[str, dict], extra: dict | None = None) -> list[dict]:
@@ -187,6 +194,7 @@ def evaluate(rows: dict[str, dict], extra: dict | None = None) -> list[dict]:
                 "unit": target.unit,
                 "met": met,
                 "why_missing": None if value is not None else "; ".join(skipped + [f"{m}: not run" for m in missing]) or "not measured",
+                "noisy": noisy_rows(rows, target.needs),
             }
         )
     return results
@@ -270,7 +278,7 @@ def _fmt(value, digits: int = 2) -> str:
 
 COLUMNS = (
     "row", "RPS @32", "p50 @1 ms", "p99 @1 ms", "p50 @32 ms", "p99 @32 ms", "added p50 @1 ms",
-    "TTFB p50 ms", "total p50 ms", "peak RSS MB", "CPU µs/req", "errors", "note",
+    "TTFB p50 ms", "total p50 ms", "peak RSS MB", "CPU µs/req", "others' CPU %", "errors", "note",
 )
 
 
@@ -291,6 +299,7 @@ def row_cells(row: dict) -> list[str]:
         _fmt(stream.get("total_p50_ms"), 3),
         _fmt(row.get("peak_rss_mb"), 1),
         _fmt(row.get("cpu_us_per_request"), 0),
+        _fmt(row.get("other_cpu_pct"), 0),
         _fmt(row.get("errors", 0)),
         note,
     ]
@@ -306,12 +315,22 @@ def table(header: Iterable[str], rows: Iterable[list[str]]) -> str:
 def markdown(result: dict) -> str:
     """The run as Markdown: the rows, the targets, RSS growth and event-loop lag."""
     parts = [table(COLUMNS, (row_cells(row) for row in result["rows"]))]
+    by_id = {row["id"]: row for row in result["rows"]}
+    noisy = noisy_rows(by_id)
+    if noisy:
+        named = ", ".join(f"{by_id[row_id]['label']} ({by_id[row_id]['other_cpu_pct']:.0f}%)" for row_id in noisy)
+        parts.append(
+            f"Other processes on this shared machine used more than {NOISY_PCT:g}% of a core while these rows were measured "
+            f"at 32 connections: {named}. Their figures, and the targets using them (marked below), may be low."
+        )
     verdict = {True: "met", False: "**not met**", None: "not measured"}
     target_rows = []
     for item in result.get("targets", []):
         value = item["value"]
         shown = "—" if value is None else {"ms": f"{value:.3f} ms", "MB": f"{value:+.1f} MB"}.get(item["unit"], f"{value:.2f}")
         note = verdict[item["met"]] + (f" ({item['why_missing']})" if item["met"] is None else "")
+        if item.get("noisy"):
+            note += f" (others used CPU during {', '.join(item['noisy'])})"
         target_rows.append([item["figure"], shown, item["target"], note])
     parts.append(table(("target", "this run", "goal", "verdict"), target_rows))
     growth = result.get("rss_growth")

@@ -114,6 +114,20 @@ def test_rejection_growth_is_judged_against_the_answered_control_and_only_when_s
     assert stats.rejected_extra_growth({"rss_after_rejections": {"rejected": {"status": "failed", "reason": "x"}}}) is None
 
 
+def test_rows_measured_while_other_processes_ran_are_named_and_mark_their_targets():
+    rows, extra = full_run()
+    rows["redis-1w"]["other_cpu_pct"] = 35.0
+    rows["memory-1w"]["other_cpu_pct"] = 4.0  # below the line: ordinary background
+    results = {item["id"]: item for item in stats.evaluate(rows, extra)}
+    assert results["redis-vs-memory"]["noisy"] == ["redis-1w"]
+    assert results["rps-vs-bare"]["noisy"] == []
+    listed = [dict(row, label=row.get("label", row_id)) for row_id, row in rows.items()]
+    text = stats.markdown({"rows": listed, "targets": list(results.values())})
+    assert "more than 10% of a core while these rows were measured at 32 connections: redis-1w (35%)." in text
+    assert "| **not met** (others used CPU during redis-1w) |" in text
+    assert "(others used CPU during" not in text.split("RPS @32: coo-llm memory, 1 worker ÷ bare-proxy")[1].split("\n")[0]
+
+
 def test_a_skipped_row_leaves_its_targets_unmeasured_and_says_why():
     rows = {
         "memory-1w": ok_row("memory-1w", rps=4800),
