@@ -329,7 +329,7 @@ def markdown(result: dict) -> str:
         value = item["value"]
         shown = "—" if value is None else {"ms": f"{value:.3f} ms", "MB": f"{value:+.1f} MB"}.get(item["unit"], f"{value:.2f}")
         note = verdict[item["met"]] + (f" ({item['why_missing']})" if item["met"] is None else "")
-        if item.get("noisy"):
+        if item.get("noisy") and item["met"] is not None:
             note += f" (others used CPU during {', '.join(item['noisy'])})"
         target_rows.append([item["figure"], shown, item["target"], note])
     parts.append(table(("target", "this run", "goal", "verdict"), target_rows))
