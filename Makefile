@@ -41,15 +41,16 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # BENCH_ARGS examples: --quick (smoke run), --rows direct,bare-proxy,memory-1w, --repeat 3,
-# --save <short-desc> (also writes bench/results/<date>-<short-desc>.json to commit).
+# --save <short-desc> (also writes bench/results/<date>-<short-desc>.json and the memory row's
+# flame graph to commit), --mock-port N (for an external gateway: TENSORZERO_URL=http://host:port).
+# py-spy (the flame graph) comes with the test extras.
 bench: $(VENV)/.installed-test
 	@scripts/ensure-debs.sh $(BENCH_DEBS) redis-server
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Writes bench/results/profile-<row>.svg (flame graph) and .md (summary); BENCH_ARGS: --row, --seconds.
 profile: $(VENV)/.installed-test
-	@scripts/ensure-debs.sh $(BENCH_DEBS)
-	@$(BIN)/python -c "import shutil, sys; sys.exit(0 if shutil.which('py-spy', path='$(BIN)') else 1)" || { echo "installing py-spy into $(VENV)"; $(BIN)/pip install --quiet py-spy; }
+	@scripts/ensure-debs.sh $(BENCH_DEBS) redis-server
 	$(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 clean:

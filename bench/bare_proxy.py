@@ -1,7 +1,9 @@
 """The smallest Sanic + aiohttp pass-through: the Python limit coo-llm is measured against.
 
 No features: every POST is sent to UPSTREAM + path on one pooled keep-alive session and its
-answer is returned as it came. Usage: python bench/bare_proxy.py UPSTREAM_URL PORT
+answer is returned as it came. An SSE answer (``text/event-stream``) is relayed as it arrives,
+one write per upstream read, as the gateway writes a stream (the frames of one read in one
+piece): the Python floor for streams. Usage: python bench/bare_proxy.py UPSTREAM_URL PORT
 """
 
 import sys
@@ -24,7 +26,12 @@ async def open_session(app, _loop):
 @app.post("/<path:path>")
 async def forward(request, path):
     async with app.ctx.session.post(f"{UPSTREAM}/{path}", data=request.body, headers=HEADERS) as upstream:
-        return raw(await upstream.read(), status=upstream.status, content_type=upstream.content_type)
+        if upstream.content_type != "text/event-stream":
+            return raw(await upstream.read(), status=upstream.status, content_type=upstream.content_type)
+        response = await request.respond(status=upstream.status, content_type="text/event-stream")
+        async for piece in upstream.content.iter_any():
+            await response.send(piece)
+        await response.eof()
 
 
 if __name__ == "__main__":

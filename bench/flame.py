@@ -118,10 +118,26 @@ def summarize(stacks: list[tuple[list[Frame], int]]) -> Summary:
     return Summary(total, own, inclusive, areas)
 
 
-def report(summary: Summary, *, top: int = 25) -> str:
-    """Markdown: self time by area, the top functions by self time, and coo-llm's own functions by
-    inclusive time (entry frames on every stack, such as the CLI, left out)."""
-    total = summary.samples or 1
+def top_frames(summary: Summary, *, top: int = 25) -> dict:
+    """The summary as JSON-able ``[name, samples]`` lists: ``by_area`` (self time, every area),
+    ``self`` (the top functions by self time) and ``ours`` (coo-llm's own functions by inclusive
+    time, entry frames on every stack, such as the CLI, left out)."""
+    ours = [
+        (name, count)
+        for name, count in summary.inclusive_by_function.most_common()
+        if area(name.rpartition(" (")[2].rstrip(")")).startswith("coo-llm") and count < 0.95 * summary.samples
+    ][:top]
+    return {
+        "samples": summary.samples,
+        "by_area": [[name, count] for name, count in summary.self_by_area.most_common()],
+        "self": [[name, count] for name, count in summary.self_by_function.most_common(top)],
+        "ours": [[name, count] for name, count in ours],
+    }
+
+
+def render(frames: dict, *, heading: str = "###") -> str:
+    """Markdown of ``top_frames``: a table per list, shares of all samples."""
+    total = frames["samples"] or 1
 
     def rows(items) -> str:
         lines = ["| share | samples | where |", "|---|---|---|"]
@@ -129,14 +145,15 @@ def report(summary: Summary, *, top: int = 25) -> str:
             lines.append(f"| {100 * count / total:.1f}% | {count} | `{name}` |")
         return "\n".join(lines)
 
-    ours = [
-        (name, count)
-        for name, count in summary.inclusive_by_function.most_common()
-        if area(name.rpartition(" (")[2].rstrip(")")).startswith("coo-llm") and count < 0.95 * total
-    ][:top]
     return (
-        f"{summary.samples} samples (CPU only: py-spy leaves out a loop idle in epoll)\n\n"
-        f"### Self time by area\n\n{rows(summary.self_by_area.most_common())}\n\n"
-        f"### Top functions by self time\n\n{rows(summary.self_by_function.most_common(top))}\n\n"
-        f"### coo-llm functions by inclusive time\n\n{rows(ours)}\n"
+        f"{frames['samples']} samples (CPU only: py-spy leaves out a loop idle in epoll)\n\n"
+        f"{heading} Self time by area\n\n{rows(frames['by_area'])}\n\n"
+        f"{heading} Top functions by self time\n\n{rows(frames['self'])}\n\n"
+        f"{heading} coo-llm functions by inclusive time\n\n{rows(frames['ours'])}\n"
     )
+
+
+def report(summary: Summary, *, top: int = 25) -> str:
+    """Markdown: self time by area, the top functions by self time, and coo-llm's own functions by
+    inclusive time."""
+    return render(top_frames(summary, top=top))

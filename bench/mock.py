@@ -34,7 +34,7 @@ ANTHROPIC_STREAM = "/anthropic-stream"
 REJECTING = "/rejecting"
 
 _WORDS = [f"word{n} " for n in range(STREAM_CHUNKS)]
-_TEXT = "".join(_WORDS)
+TEXT = "".join(_WORDS)
 
 
 def _sse(payload: dict, event: str | None = None) -> bytes:
@@ -50,7 +50,7 @@ def openai_chat() -> bytes:
             "created": CREATED,
             "model": "gpt-bench",
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": _TEXT}, "logprobs": None, "finish_reason": "stop"}
+                {"index": 0, "message": {"role": "assistant", "content": TEXT}, "logprobs": None, "finish_reason": "stop"}
             ],
             "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS, "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS},
         }
@@ -77,7 +77,7 @@ def anthropic_message() -> bytes:
             "type": "message",
             "role": "assistant",
             "model": "claude-bench",
-            "content": [{"type": "text", "text": _TEXT}],
+            "content": [{"type": "text", "text": TEXT}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
             "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},

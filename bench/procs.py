@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -33,10 +34,10 @@ def find_program(name: str) -> str | None:
 
 
 def http_request(
-    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 5.0
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 5.0, *, host: str = "127.0.0.1"
 ) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection: (status, lower-cased headers, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
@@ -104,6 +105,21 @@ def cpu_seconds(pid: int) -> float:
     if not fields:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the machine's CPUs spent running processes so far, plus time the hypervisor gave
+    to other guests (``/proc/stat``: user, nice, system, steal). Interrupt time is left out: the
+    kernel may account the bench's own loopback traffic there, not to any process."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + steal) / CLOCK_TICKS
+
+
+def own_seconds() -> float:
+    """CPU time of this process and of its children that have ended (wrk runs, for the harness)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 def memory_kb(pid: int) -> dict[str, int]:

@@ -2,12 +2,11 @@
 
     python -m bench.profile [--row memory-1w] [--seconds 15] [--quick]
 
-Starts the nginx mock (and a fresh redis-server for Redis rows) and one gateway row (or the bare proxy, for comparison) exactly as ``bench.run`` does (same config, same
-pinning), warms it up, then samples it with py-spy twice while wrk keeps 32 connections busy:
-once writing the flame graph SVG (``bench/results/profile-<row>.svg``), once writing collapsed
-stacks (kept beside the SVG as ``.collapsed.txt``), which ``bench.flame`` sums into the Markdown
-summary printed on stdout (self time by area, top functions by self and inclusive time; also
-saved beside the SVG as ``.md``).
+Starts the nginx mock (and a fresh redis-server for Redis rows) and one gateway row (or the bare
+proxy, for comparison) exactly as ``bench.run`` does (same config, same pinning), warms it up,
+then samples it with py-spy (``bench.spy``) while wrk keeps 32 connections busy: the flame graph
+SVG (``bench/results/profile-<row>.svg``) and the Markdown summary printed on stdout (self time
+by area, top functions by self and inclusive time; also saved beside the SVG as ``.md``).
 """
 
 from __future__ import annotations
@@ -16,37 +15,13 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from bench import flame, wrk
-from bench.procs import ROOT, find_program
-from bench.rows import BY_ID, request_headers
+from bench import flame, spy, wrk
+from bench.procs import ROOT
+from bench.rows import BY_ID
 from bench.run import CONNECTIONS, FULL, LOAD_CPU, RESULTS, Run, RowSkipped, say
-
-
-def py_spy() -> str:
-    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not os.access(found, os.X_OK):
-        raise SystemExit("py-spy is not installed: `make profile` installs it (pip install py-spy)")
-    return found
-
-
-def sample(bench: Run, row, port: int, pid: int, script: Path, *, seconds: int, rate: int, fmt: str, out: Path) -> None:
-    """Record ``seconds`` of samples while wrk loads the gateway a little longer than that."""
-    command = [py_spy(), "record", "--pid", str(pid), "--rate", str(rate), "--duration", str(seconds), "--format", fmt, "--output", str(out)]
-    if fmt == "raw":
-        command += ["--nolineno", "--full-filenames"]  # balancer/ has no __init__.py: py-spy would drop its folder
-    else:
-        command.append("--function")
-    spy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        bench.load(row, port, script, CONNECTIONS, seconds + 2)
-    finally:
-        output, _ = spy.communicate(timeout=seconds + 60)
-    if spy.returncode != 0 or not out.exists():
-        raise RuntimeError(f"py-spy failed ({spy.returncode}): {output.strip()[-1000:]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="", help="SVG path (default bench/results/profile-<row>.svg)")
     args = parser.parse_args(argv)
     row = BY_ID.get(args.row)
-    if row is None or row.kind == "direct":
-        raise SystemExit(f"--row must be bare-proxy or a gateway row: {', '.join(r.id for r in BY_ID.values() if r.kind != 'direct')}")
+    if row is None or row.kind not in ("bare-proxy", "gateway"):
+        raise SystemExit(f"--row must be a bare-proxy or gateway row: {', '.join(r.id for r in BY_ID.values() if r.kind in ('bare-proxy', 'gateway'))}")
     seconds = 3 if args.quick else args.seconds
     svg = Path(args.out) if args.out else RESULTS / f"profile-{row.id}.svg"
     svg.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = Run(FULL, workdir, pin=pin)
     if not (bench.nginx and bench.wrk):
         raise SystemExit("nginx and wrk are needed: run `make profile` (it installs them)")
+    if spy.py_spy() is None:
+        raise SystemExit("py-spy is not installed: `make profile` installs it (pip install py-spy)")
     gateway = redis = None
     bench.start_mock()
     try:
@@ -78,20 +55,17 @@ def main(argv: list[str] | None = None) -> int:
             config, redis = bench.row_config(row)
         except RowSkipped as skipped:
             raise SystemExit(f"row {row.id} cannot run here: {skipped}") from None
-        gateway, port = bench.start_target(row, config)
-        problem, _ = bench.preflight(row, port)
+        gateway, where = bench.start_target(row, config)
+        problem, _ = bench.preflight(row, where)
         if problem:
             raise SystemExit(f"row {row.id} answers wrongly: {problem}")
         script = workdir / "profile.lua"
-        script.write_text(wrk.lua_script(row.body(), request_headers()))
-        bench.load(row, port, script, CONNECTIONS, 2)
-        say(f"sampling {row.id} (pid {gateway.pid}) for {seconds}s: flame graph")
-        sample(bench, row, port, gateway.pid, script, seconds=seconds, rate=args.rate, fmt="flamegraph", out=svg)
-        raw = svg.with_suffix(".collapsed.txt")
-        say(f"sampling {row.id} for {seconds}s: collapsed stacks")
-        sample(bench, row, port, gateway.pid, script, seconds=seconds, rate=args.rate, fmt="raw", out=raw)
-        with raw.open() as lines:
-            summary = flame.report(flame.summarize(flame.parse(lines, str(ROOT))))
+        script.write_text(wrk.lua_script(row.body(), row.headers()))
+        load = lambda seconds: bench.load(row, where, script, CONNECTIONS, seconds)  # noqa: E731
+        with bench.mock_placed_for(row):
+            load(2)
+            say(f"sampling {row.id} (pid {gateway.pid}) for {seconds}s twice: flame graph, then collapsed stacks")
+            summary = flame.report(spy.flame_graph(gateway.pid, load, svg=svg, seconds=seconds, rate=args.rate))
     finally:
         if gateway is not None:
             gateway.stop()

@@ -80,9 +80,10 @@ def parse_output(text: str) -> WrkResult:
     raise ValueError(f"wrk printed no result line:\n{text[-2000:]}")
 
 
-def run(url: str, script: Path, *, connections: int, seconds: int, wrk: str = "wrk") -> WrkResult:
-    """One wrk run with one thread (it shares a core with the mock)."""
-    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
+def run(url: str, script: Path, *, connections: int, seconds: int, wrk: str = "wrk", cpus: str | None = None) -> WrkResult:
+    """One wrk run with one thread (it shares a core with the mock); on ``cpus`` (a taskset list)
+    if given, else on the caller's CPUs."""
+    command = (["taskset", "-c", cpus] if cpus else []) + [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout[-500:]}")

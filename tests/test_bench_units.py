@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from bench import flame, mock, stats, wrk
-from bench.rows import BY_ID, gateway_config
+from bench.rows import BY_ID, CLIENT_KEY, ROWS, TENSORZERO_MISSING, chat_body, gateway_config
+from bench.run import ALL_CPUS, QUICK, Endpoint, Run, flame_path
 from bench.streamclient import BodyReader
 
 
@@ -39,30 +40,92 @@ def test_percentile_interpolates_between_ranks():
     assert stats.percentile([], 50) is None
 
 
-def test_targets_are_ratios_and_differences_of_rows_in_the_same_run():
+def full_run() -> tuple[dict[str, dict], dict]:
+    """Every row a full run measures (TensorZero skipped, as on this machine), and its extras."""
     rows = {
         "direct": ok_row("direct", rps=60000, c1_p50=0.02),
-        "bare-proxy": ok_row("bare-proxy", rps=6000, c1_p50=0.4),
-        "memory-1w": ok_row("memory-1w", rps=4800, c1_p50=0.45),
-        "redis-1w": ok_row("redis-1w", rps=3600),
-        "redis-2w": ok_row("redis-2w", rps=6120),
         "direct-stream": ok_row("direct-stream", ttfb=0.03),
-        "stream": ok_row("stream", ttfb=1.53),
+        "bare-proxy": ok_row("bare-proxy", rps=6000, c1_p50=0.4, cpu_us_per_request=150.0),
+        "bare-proxy-stream": ok_row("bare-proxy-stream", rps=4000, ttfb=0.3),
+        "tensorzero": {"id": "tensorzero", "label": "TensorZero gateway", "status": "skipped", "reason": TENSORZERO_MISSING},
+        "memory-1w": ok_row("memory-1w", rps=4800, c1_p50=0.45, cpu_us_per_request=210.0),
+        "redis-1w": ok_row("redis-1w", rps=3600),
+        "redis-1w-unpinned": ok_row("redis-1w-unpinned", rps=3700),
+        "redis-2w": ok_row("redis-2w", rps=6327),
+        "stream": ok_row("stream", rps=2800, ttfb=1.53),
+        "responses": ok_row("responses", rps=4200),
         "anthropic": ok_row("anthropic", rps=4000),
+        "messages": ok_row("messages", rps=3700),
     }
-    results = {item["figure"]: item for item in stats.evaluate(rows, {"rss_growth": {"ratio": 1.2}})}
-    assert len(results) == len(stats.TARGETS)
-    memory = results["coo-llm (memory, 1 worker) RPS ÷ bare-proxy RPS at 32 connections"]
-    assert memory["value"] == pytest.approx(0.8) and memory["met"] is True
-    added = results["coo-llm added p50 latency at 1 connection"]
-    assert added["value"] == pytest.approx(0.43) and added["met"] is True
-    assert results["coo-llm (Redis, 1 worker) RPS ÷ coo-llm (memory) RPS"]["value"] == pytest.approx(0.75)
-    assert results["coo-llm (Redis, 1 worker) RPS ÷ coo-llm (memory) RPS"]["met"] is False
-    assert results["coo-llm 2 workers ÷ 1 worker (Redis)"]["value"] == pytest.approx(1.7)
-    ttfb = results["streaming: added time to first byte (p50)"]
-    assert ttfb["value"] == pytest.approx(1.5) and ttfb["met"] is False
-    assert results["Anthropic translation RPS ÷ OpenAI pass-through RPS"]["value"] == pytest.approx(4000 / 4800, abs=1e-4)
-    assert results["RSS after 200k requests ÷ RSS after 20k requests"]["met"] is False
+    extra = {
+        "rss_growth": {"ratio": 1.2},
+        "rss_after_rejections": {
+            "requests": 200, "prompt_mb": 1,
+            "rejected": {"growth_mb": 14.5, "unexpected_status": 0}, "answered": {"growth_mb": 6.0, "unexpected_status": 0},
+        },
+    }
+    return rows, extra
+
+
+def test_targets_are_ratios_and_differences_of_rows_in_the_same_run():
+    rows, extra = full_run()
+    results = {item["id"]: item for item in stats.evaluate(rows, extra)}
+    assert list(results) == [target.id for target in stats.TARGETS]
+    expected = {
+        "rps-vs-bare": (0.8, True),
+        "cpu-vs-bare": (1.4, False),
+        "added-p50": (0.43, True),
+        "added-ttft": (1.5, False),
+        "stream-rps-vs-bare": (0.7, False),
+        "redis-vs-memory": (0.75, False),
+        "workers": (1.71, True),  # against the unpinned 1-worker row (the pinned one would give 1.7575)
+        "anthropic-vs-openai": (4000 / 4800, False),
+        "responses-vs-chat": (0.875, False),  # against the chat row to the same OpenAI mock
+        "messages-vs-chat": (0.925, True),  # against the chat row to the same Anthropic mock
+        "rss-growth": (1.2, False),
+        "rss-rejections": (8.5, True),
+    }
+    for target_id, (value, met) in expected.items():
+        assert results[target_id]["value"] == pytest.approx(value, abs=1e-4), target_id
+        assert results[target_id]["met"] is met, target_id
+    assert results["added-p50"]["target"] == "<= 0.5 ms" and results["workers"]["target"] == ">= 1.7"
+
+
+def test_tensorzero_is_reported_as_not_available_with_its_reason():
+    rows, extra = full_run()
+    item = next(item for item in stats.evaluate(rows, extra) if item["id"] == "rps-vs-tensorzero")
+    assert item["value"] is None and item["met"] is None
+    assert "tensorzero: not available on this machine" in item["why_missing"]
+    assert "TENSORZERO_URL" in item["why_missing"]
+    rows["tensorzero"] = ok_row("tensorzero", rps=5000)
+    item = next(item for item in stats.evaluate(rows, extra) if item["id"] == "rps-vs-tensorzero")
+    assert item["value"] == pytest.approx(0.96) and item["met"] is False
+
+
+def test_rejection_growth_is_judged_against_the_answered_control_and_only_when_statuses_were_right():
+    _, extra = full_run()
+    run = extra["rss_after_rejections"]
+    assert stats.rejected_extra_growth(extra) == pytest.approx(8.5)
+    run["rejected"]["growth_mb"] = 206.0  # every rejected 1 MB body kept
+    assert stats.BY_TARGET["rss-rejections"].value({}, extra) == pytest.approx(200.0)
+    assert next(i for i in stats.evaluate({}, extra) if i["id"] == "rss-rejections")["met"] is False
+    run["rejected"]["unexpected_status"] = 3  # the upstream did not reject them all: the figure means nothing
+    assert stats.rejected_extra_growth(extra) is None
+    assert stats.rejected_extra_growth({"rss_after_rejections": {"rejected": {"status": "failed", "reason": "x"}}}) is None
+
+
+def test_rows_measured_while_other_processes_ran_are_named_and_mark_their_targets():
+    rows, extra = full_run()
+    rows["redis-1w"]["other_cpu_pct"] = 35.0
+    rows["memory-1w"]["other_cpu_pct"] = 4.0  # below the line: ordinary background
+    results = {item["id"]: item for item in stats.evaluate(rows, extra)}
+    assert results["redis-vs-memory"]["noisy"] == ["redis-1w"]
+    assert results["rps-vs-bare"]["noisy"] == []
+    listed = [dict(row, label=row.get("label", row_id)) for row_id, row in rows.items()]
+    text = stats.markdown({"rows": listed, "targets": list(results.values())})
+    assert "more than 10% of a core while these rows were measured at 32 connections: redis-1w (35%)." in text
+    assert "| **not met** (others used CPU during redis-1w) |" in text
+    assert "(others used CPU during" not in text.split("RPS @32: coo-llm memory, 1 worker ÷ bare-proxy")[1].split("\n")[0]
 
 
 def test_a_skipped_row_leaves_its_targets_unmeasured_and_says_why():
@@ -70,11 +133,11 @@ def test_a_skipped_row_leaves_its_targets_unmeasured_and_says_why():
         "memory-1w": ok_row("memory-1w", rps=4800),
         "redis-1w": {"id": "redis-1w", "label": "redis", "status": "skipped", "reason": "no redis backend"},
     }
-    results = {item["figure"]: item for item in stats.evaluate(rows)}
-    redis = results["coo-llm (Redis, 1 worker) RPS ÷ coo-llm (memory) RPS"]
+    results = {item["id"]: item for item in stats.evaluate(rows)}
+    redis = results["redis-vs-memory"]
     assert redis["value"] is None and redis["met"] is None
     assert "no redis backend" in redis["why_missing"]
-    assert "bare-proxy: not run" in results["coo-llm (memory, 1 worker) RPS ÷ bare-proxy RPS at 32 connections"]["why_missing"]
+    assert "bare-proxy: not run" in results["rps-vs-bare"]["why_missing"]
 
 
 def test_an_invalid_row_never_counts_as_a_result():
@@ -113,6 +176,36 @@ def test_markdown_shows_every_row_and_target():
     header_cells = lines[0].count("|")
     assert all(line.count("|") == header_cells for line in lines[2:5])
 
+
+def test_markdown_states_the_rejection_figure_and_its_verdict():
+    rows, extra = full_run()
+    result = {"rows": [], "targets": stats.evaluate(rows, extra), **extra}
+    result["rss_after_rejections"]["rejected"].update(rss_mb_before=60.0, rss_mb_after=74.5)
+    result["rss_after_rejections"]["answered"].update(rss_mb_before=60.2, rss_mb_after=66.2)
+    text = stats.markdown(result)
+    assert "over 200 requests with 1 MB prompts: rejected by the upstream (400) 60.0 → 74.5 MB (+14.5 MB); answered (200) 60.2 → 66.2 MB (+6.0 MB)" in text
+    assert "Rejected beyond answered: +8.5 MB (goal ≤ 10 MB; a body kept per rejected request would add 200 MB)." in text
+    assert "| +8.5 MB | <= 10 MB | met |" in text
+    failed = {"requests": 20, "prompt_mb": 1, "rejected": {"status": "failed", "reason": "RuntimeError: boom"}, "answered": {"growth_mb": 1.0, "rss_mb_before": 1.0, "rss_mb_after": 2.0}}
+    text = stats.markdown({"rows": [], "targets": [], "rss_after_rejections": failed})
+    assert "rejected: failed: RuntimeError: boom" in text and "beyond answered" not in text
+
+
+def test_markdown_summarises_the_flame_graph_or_says_why_there_is_none():
+    lines = [
+        "main (/repo/app/cli.py);answer (/repo/app/service.py);send (/v/lib/python3.11/site-packages/aiohttp/client.py) 6",
+        "main (/repo/app/cli.py);answer (/repo/app/service.py) 3",
+        "main (/repo/app/cli.py);run (/v/lib/python3.11/site-packages/sanic/app.py) 1",
+    ]
+    frames = flame.top_frames(flame.summarize(flame.parse(lines, "/repo")), top=10)
+    assert frames["by_area"] == [["aiohttp", 6], ["coo-llm app/", 3], ["sanic", 1]]
+    assert frames["ours"] == [["answer (app/service.py)", 9]]  # main is on every stack: left out
+    entry = {"status": "ok", "label": "coo-llm memory, 1 worker", "connections": 32, "rate": 250, "seconds": 10, "svg": "bench/results/x.svg", **frames}
+    text = stats.markdown({"rows": [], "targets": [], "flame": entry})
+    assert "Flame graph of coo-llm memory, 1 worker at 32 connections: `bench/results/x.svg`" in text
+    assert "| 60.0% | 6 | `aiohttp` |" in text and "| 90.0% | 9 | `answer (app/service.py)` |" in text
+    text = stats.markdown({"rows": [], "targets": [], "flame": {"status": "skipped", "reason": "py-spy is not installed"}})
+    assert "Flame graph: skipped: py-spy is not installed" in text
 
 
 def test_markdown_shows_the_rss_reading_after_the_windows_fill():
@@ -245,6 +338,74 @@ def test_rows_check_answers_for_real_content():
     assert "not a chat.completion" in plain.check_answer(200, b"{}")
     assert stream.check_answer(200, mock.openai_stream()) is None
     assert "[DONE]" in stream.check_answer(200, mock.openai_stream()[:-20])
+
+
+def test_responses_and_messages_rows_check_their_own_answer_shapes_for_the_upstreams_text():
+    from adapters.responses_objects import chat_completion_to_response
+
+    responses, messages = BY_ID["responses"], BY_ID["messages"]
+    request = orjson.loads(responses.body())
+    answer = chat_completion_to_response(orjson.loads(mock.openai_chat()), request=request, response_id="resp_1", created_at=1)
+    assert responses.check_answer(200, orjson.dumps(answer)) is None
+    assert "not a completed response" in responses.check_answer(200, mock.openai_chat())  # a chat.completion is not one
+    answer["output"][0]["content"][0]["text"] = "something else"
+    assert "does not carry the upstream's text" in responses.check_answer(200, orjson.dumps(answer))
+    answer["status"] = "incomplete"
+    assert "not a completed response" in responses.check_answer(200, orjson.dumps(answer))
+
+    assert messages.check_answer(200, mock.anthropic_message()) is None
+    assert "not an Anthropic message" in messages.check_answer(200, mock.openai_chat())
+    assert "HTTP 401" in messages.check_answer(401, b'{"type":"error"}')
+    empty = orjson.loads(mock.anthropic_message()) | {"content": []}
+    assert "does not carry the upstream's text" in messages.check_answer(200, orjson.dumps(empty))
+    assert "not a chat.completion" in BY_ID["memory-1w"].check_answer(200, mock.anthropic_message())
+
+
+def test_responses_and_messages_rows_send_the_chat_rows_request_in_their_own_api():
+    from adapters.messages import messages_request_to_chat
+    from adapters.responses import responses_request_to_chat
+
+    chat = orjson.loads(chat_body("gpt-bench", stream=False))
+    via_responses = responses_request_to_chat(orjson.loads(BY_ID["responses"].body()), history=[])
+    via_messages = messages_request_to_chat(orjson.loads(BY_ID["messages"].body()), provider_kind="openai")
+    assert via_responses["messages"] == chat["messages"] == via_messages["messages"]
+    assert via_responses["max_completion_tokens"] == chat["max_tokens"] == via_messages["max_completion_tokens"]
+    assert orjson.loads(BY_ID["responses"].body())["store"] is False  # like chat: nothing kept per request
+    assert BY_ID["messages"].headers()["x-api-key"] == CLIENT_KEY and "Authorization" not in BY_ID["messages"].headers()
+    assert BY_ID["responses"].headers()["Authorization"] == f"Bearer {CLIENT_KEY}"
+    assert (BY_ID["responses"].path, BY_ID["messages"].path) == ("/v1/responses", "/v1/messages")
+    assert BY_ID["messages"].upstream == BY_ID["anthropic"].upstream and BY_ID["responses"].upstream == BY_ID["memory-1w"].upstream
+
+
+def test_tensorzero_row_asks_its_openai_compatible_endpoint_for_a_configured_model(monkeypatch):
+    row = BY_ID["tensorzero"]
+    monkeypatch.delenv("TENSORZERO_MODEL", raising=False)
+    assert row.path == "/openai/v1/chat/completions"
+    assert orjson.loads(row.body())["model"] == "tensorzero::model_name::gpt-bench"
+    monkeypatch.setenv("TENSORZERO_MODEL", "tensorzero::function_name::bench")
+    assert orjson.loads(row.body())["model"] == "tensorzero::function_name::bench"
+    assert row.check_answer(200, mock.openai_chat()) is None
+    where = Endpoint.from_url("http://10.0.0.5:3000/")
+    assert (where.host, where.port, where.url(row.path)) == ("10.0.0.5", 3000, "http://10.0.0.5:3000/openai/v1/chat/completions")
+    assert Endpoint.from_url("127.0.0.1:3000/gw").url("/x") == "http://127.0.0.1:3000/gw/x"
+    with pytest.raises(ValueError):
+        Endpoint.from_url("https://gateway.example:443")
+
+
+def test_unpinned_rows_get_every_cpu_and_pinned_ones_their_split(tmp_path):
+    pinned = Run(QUICK, tmp_path, pin=True)
+    assert pinned.cpus("0", BY_ID["memory-1w"]) == "0"
+    assert pinned.cpus("1", BY_ID["redis-2w"]) == pinned.cpus("0", BY_ID["redis-1w-unpinned"]) == ALL_CPUS
+    assert Run(QUICK, tmp_path, pin=False).cpus("0", BY_ID["memory-1w"]) is None
+    # the 2-worker ratio compares rows run alike: same storage, both unpinned
+    two, one = BY_ID["redis-2w"], BY_ID["redis-1w-unpinned"]
+    assert (two.workers, one.workers, two.storage, one.storage, two.pinned, one.pinned) == (2, 1, "redis", "redis", False, False)
+    assert len({row.id for row in ROWS}) == len(ROWS)
+
+
+def test_the_flame_graph_goes_beside_the_runs_json(tmp_path):
+    assert flame_path(tmp_path / "latest.json") == tmp_path / "latest-flame-memory-1w.svg"
+    assert flame_path(tmp_path / "2026-11-28-issue10.json").name == "2026-11-28-issue10-flame-memory-1w.svg"
 
 
 def test_gateway_configs_are_valid_and_run_as_the_issue_asks():
