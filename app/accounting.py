@@ -148,6 +148,28 @@ def finish(record: RequestRecord) -> None:
         record.trace.end(record)
 
 
+_finishing: list[RequestRecord] = []
+
+
+def finish_soon(record: RequestRecord) -> None:
+    """``finish(record)`` on the loop's next turn, with every record handed over in this turn:
+    one callback per turn however many requests end in it (the client is not kept waiting for
+    metrics and the log line, and the loop is not handed a callback per request)."""
+    _finishing.append(record)
+    if len(_finishing) == 1:
+        asyncio.get_running_loop().call_soon(_finish_pending)
+
+
+def _finish_pending() -> None:
+    pending = _finishing[:]
+    _finishing.clear()
+    for record in pending:
+        try:
+            finish(record)
+        except Exception:  # one record that cannot be written must not cost the others theirs
+            logger.opt(exception=False).error("could not record a finished request", request_id=record.request_id)
+
+
 def frames_with_cost(frames: list[bytes], cost: float | None) -> list[bytes]:
     """``frames`` with the request's cost as ``usage.cost_usd`` (USD; null when the price is
     unknown) on the chat usage chunk (``"choices": []`` with ``usage``); other frames unchanged."""

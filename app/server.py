@@ -47,7 +47,7 @@ from sanic import HTTPResponse, Request, Sanic
 from sanic.exceptions import SanicException
 
 from adapters.messages_answer import anthropic_error_body
-from app.accounting import CLIENT_CLOSED, RequestRecord, finish
+from app.accounting import CLIENT_CLOSED, RequestRecord, finish_soon
 from app.auth import Authenticator
 from app.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge
 from app.looplag import watch_loop_lag
@@ -275,6 +275,6 @@ def create_app(settings, *, name: str = "coo_llm") -> Sanic:
             if record.status != CLIENT_CLOSED:  # a client that hung up got no response to count
                 record.status = response.status
             # Metrics and the log line once the response is on its way: the client does not wait.
-            asyncio.get_running_loop().call_soon(finish, record)
+            finish_soon(record)
 
     return app

@@ -43,7 +43,7 @@ async def responses_call(body: dict, principal, store: ResponseStore) -> Call:
         history, prior_items = continuation(await store.load(previous, principal))
     try:
         chat = responses_request_to_chat(body, history=history)
-        items = input_items(body)
+        items = input_items(body) if body.get("store") is not False else []  # kept only with the response
     except AdapterError as error:
         raise _invalid(error) from None
     extra = {
