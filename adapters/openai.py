@@ -173,13 +173,33 @@ class OpenAIAdapter:
         return UpstreamError(outcome, status, envelope["error"]["message"], retry_after, envelope)
 
 
+_USAGE_KEY = b'"usage"'
+_NULL_VALUE = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*null\b")
+
+
+def _plain_frame(data: bytes) -> bool:
+    """True when the JSON text ``data`` has no ``"error"`` and every ``"usage"`` in it is
+    ``"usage": null`` (a ``"usage"`` string value, not a key, also passes: it has no colon
+    after it). Inside JSON strings quotes are escaped, so text cannot fake either."""
+    if b'"error"' in data:
+        return False
+    at = data.find(_USAGE_KEY)
+    while at >= 0:
+        end = at + len(_USAGE_KEY)
+        if data[end : end + 1] in (b":", b" ", b"\t", b"\r", b"\n") and not _NULL_VALUE.match(data, end):
+            return False
+        at = data.find(_USAGE_KEY, end)
+    return True
+
+
 class OpenAIStream:
     """Per-stream state for an OpenAI-compatible upstream (see the module docstring)."""
 
     __slots__ = ("include_usage", "model", "usage", "usage_unreadable", "done", "_usage_raw", "_head")
-    # Frames matching neither are forwarded untouched once the stream's head is known (None:
-    # every frame is parsed).
-    _needs_parsing: re.Pattern | None = re.compile(rb'"usage"|"error"')
+    # Once the stream's head is known, frames without an error or a usage (OpenAI writes
+    # ``"usage":null`` on every chunk of a stream that asked for usage) are forwarded unread
+    # (False: every frame is parsed).
+    _forward_unread = True
 
     def __init__(self, *, model: str, include_usage: bool) -> None:
         self.include_usage = include_usage
@@ -192,14 +212,13 @@ class OpenAIStream:
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = event.data
-        needs_parsing = self._needs_parsing
         if (
-            needs_parsing is not None
+            self._forward_unread
             and self._head is not None
             and data[:1] == b"{"
             and data[-1:] == b"}"
             and b"\n" not in data  # several data: lines joined: parse to tell JSON from frames run together
-            and needs_parsing.search(data) is None
+            and _plain_frame(data)
         ):
             return [b"data: " + data + b"\n\n"]  # the common case: forward the frame untouched
         if data == b"[DONE]":
@@ -323,7 +342,7 @@ class CustomStream(OpenAIStream):
     """
 
     __slots__ = ("_ids", "_started", "_current", "_choices", "_finished")
-    _needs_parsing = None
+    _forward_unread = False
 
     def __init__(self, *, model: str, include_usage: bool) -> None:
         super().__init__(model=model, include_usage=include_usage)

@@ -23,6 +23,21 @@ def test_ordinary_frames_are_forwarded_byte_for_byte_by_both():
         assert translator.feed(SSEEvent(PLAIN)) == [b"data: " + PLAIN + b"\n\n"]
 
 
+def test_usage_null_frames_go_out_unread_and_a_usage_is_still_taken():
+    """OpenAI writes ``"usage":null`` on every chunk of a stream that asked for usage: those go
+    out byte for byte; a frame whose usage is an object, or that carries an error, is read."""
+    translator = OPENAI.stream_translator(model="m", include_usage=False)
+    translator.feed(SSEEvent(PLAIN))
+    with_null = PLAIN[:-1] + b',"usage" : null}'
+    assert translator.feed(SSEEvent(with_null)) == [b"data: " + with_null + b"\n\n"]
+    counted = PLAIN[:-1] + b',"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
+    (piece,) = translator.feed(SSEEvent(counted))
+    assert b'"usage"' not in piece  # taken for the final usage chunk, not forwarded
+    assert (translator.usage.prompt_tokens, translator.usage.completion_tokens) == (3, 4)
+    with pytest.raises(UpstreamError):
+        translator.feed(SSEEvent(b'{"usage":null,"error":{"message":"overloaded"}}'))
+
+
 def test_openai_responses_pass_through_untouched():
     raw = b'{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":null}],"usage":null}'
     assert OPENAI.parse_chat(raw, model="m").body is raw
