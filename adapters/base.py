@@ -136,6 +136,10 @@ class ChatResult:
     usage: Usage | None
     usage_unreadable: bool = False
 
+    def with_body(self, body: bytes) -> "ChatResult":
+        """The same answer, serialized as ``body`` (a front door's shape, a redacted copy)."""
+        return ChatResult(body, self.usage, self.usage_unreadable)
+
 
 @dataclass(slots=True)
 class UpstreamError(Exception):

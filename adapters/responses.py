@@ -405,12 +405,14 @@ def responses_request_to_chat(body: dict, *, history: Iterable[dict] = ()) -> di
         turns.insert(0, {"role": "system", "content": _string(body["instructions"], "instructions")})
     chat["messages"] = turns
 
-    for field, (chat_field, read) in _CARRIED.items():
-        if body.get(field) is not None:
-            chat[chat_field] = read(body[field], field)
-    for field, read in _GATEWAY_ONLY.items():
-        if body.get(field) is not None:
-            read(body[field], field)
+    for field, value in body.items():  # the body's few fields, not every table entry
+        if value is None:
+            continue
+        carried = _CARRIED.get(field)
+        if carried is not None:
+            chat[carried[0]] = carried[1](value, field)
+        elif field in _GATEWAY_ONLY:
+            _GATEWAY_ONLY[field](value, field)
 
     if body.get("tools") is not None:
         tools = _tools(body["tools"])

@@ -11,20 +11,19 @@ satisfies both: ``usage`` before the end and ``user`` when unset are omitted (Op
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from loguru import logger
 
 from adapters.base import Usage, count_in, read_usage, usage_from_openai
-from adapters.shapes import now
+from adapters.shapes import now, random_hex
 
 # ------------------------------------------------------------------ ids and small shapes
 
 
 def new_item_id(prefix: str) -> str:
     """An id shaped like OpenAI's: ``msg_``, ``fc_``, ``rs_``, ``resp_`` + 48 random hex digits."""
-    return f"{prefix}_{secrets.token_hex(24)}"
+    return f"{prefix}_{random_hex(24)}"
 
 
 def output_text_part(text: str = "", logprobs: list[dict] | None = None) -> dict:
@@ -138,32 +137,36 @@ def _tool_echo(tool: dict) -> dict:
 
 def _echoed_settings(request: dict) -> dict:
     """The request's settings as OpenAI echoes them on every response (defaults filled in)."""
+    get = request.get
 
-    def given(field: str, default: Any = None) -> Any:
-        value = request.get(field)
+    def given(field: str, default: Any) -> Any:
+        value = get(field)
         return default if value is None else value
 
-    reasoning = given("reasoning", {})
-    text = given("text", {})
-    return {
+    reasoning = get("reasoning") or {}
+    text = get("text") or {}
+    echoed = {
         "background": False,
-        "instructions": given("instructions"),
-        "max_output_tokens": given("max_output_tokens"),
+        "instructions": get("instructions"),
+        "max_output_tokens": get("max_output_tokens"),
         "max_tool_calls": None,
         "parallel_tool_calls": given("parallel_tool_calls", True),
-        "prompt_cache_key": given("prompt_cache_key"),
+        "prompt_cache_key": get("prompt_cache_key"),
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "safety_identifier": given("safety_identifier"),
+        "safety_identifier": get("safety_identifier"),
         "store": given("store", True),
         "temperature": given("temperature", 1.0),
         "text": {"format": text.get("format") or {"type": "text"}, "verbosity": text.get("verbosity") or "medium"},
         "tool_choice": given("tool_choice", "auto"),
-        "tools": [_tool_echo(tool) for tool in given("tools", []) if isinstance(tool, dict)],
+        "tools": [_tool_echo(tool) for tool in get("tools") or () if isinstance(tool, dict)],
         "top_logprobs": given("top_logprobs", 0),
         "top_p": given("top_p", 1.0),
         "truncation": given("truncation", "disabled"),
         "metadata": given("metadata", {}),
-    } | ({"user": request["user"]} if request.get("user") is not None else {})  # the spec's user is never null
+    }
+    if get("user") is not None:  # the spec's user is never null
+        echoed["user"] = request["user"]
+    return echoed
 
 
 def response_object(

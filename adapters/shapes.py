@@ -8,10 +8,11 @@ embeddings lists). Those pieces live here once.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import struct
+import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -173,8 +174,44 @@ def requested_max_tokens(chat: dict, target) -> int | None:
 # ------------------------------------------------------------------ building OpenAI answers
 
 
+class _Entropy:
+    """Random bytes from the operating system's generator, drawn a block at a time: ids need
+    its unpredictability, not a system call each (several ids a request). A forked child
+    drops the block it inherited, so no two processes hand out the same bytes."""
+
+    BLOCK = 4096
+
+    def __init__(self) -> None:
+        self._block = b""
+        self._at = 0
+        self._lock = threading.Lock()  # answers parsed on a thread make ids too
+        os.register_at_fork(after_in_child=self._drop)
+
+    def _drop(self) -> None:
+        self._block, self._at = b"", 0
+        self._lock = threading.Lock()
+
+    def hex(self, nbytes: int) -> str:
+        if nbytes > self.BLOCK:
+            return os.urandom(nbytes).hex()
+        with self._lock:
+            if self._at + nbytes > len(self._block):
+                self._block, self._at = os.urandom(self.BLOCK), 0
+            start = self._at
+            self._at = start + nbytes
+            return self._block[start : start + nbytes].hex()
+
+
+_entropy = _Entropy()
+
+
+def random_hex(nbytes: int) -> str:
+    """``2 * nbytes`` random hex digits, as unpredictable as ``secrets.token_hex(nbytes)``."""
+    return _entropy.hex(nbytes)
+
+
 def new_id(prefix: str = "chatcmpl-") -> str:
-    return prefix + uuid.uuid4().hex[:24]
+    return prefix + random_hex(12)
 
 
 def now() -> int:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from loguru import logger
@@ -297,7 +297,7 @@ class Service:
             self._unreadable_usage(lease, record)
         await self._settle(lease, record, Outcome.SUCCESS, spent=result.usage or spent_estimate(lease), latency=latency)
         body = self.redactor.scrub_bytes(result.body)  # an upstream may echo a key even in an answer
-        return result if body is result.body else replace(result, body=body)
+        return result if body is result.body else result.with_body(body)
 
     async def _open(self, plan: Plan, lease: Lease, record: RequestRecord, timeout: float) -> "Relay":
         """A streaming attempt: succeeds once the first frame exists (the lease settles when the relay closes)."""

@@ -15,8 +15,6 @@ the translated chat request (``chat``).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import orjson
 
 from adapters import Adapter, ChatResult, UpstreamRequest
@@ -64,7 +62,7 @@ class MessagesEndpoint(EndpointDefaults):
             return ChatResult(body, usage, usage_unreadable=usage is None and isinstance(data, dict) and "usage" in data)
         result = adapter.parse_chat(body, model=call.model)
         message = chat_completion_to_message(orjson.loads(result.body), model=call.model, message_id=call.extra["id"])
-        return replace(result, body=orjson.dumps(message))
+        return result.with_body(orjson.dumps(message))
 
     def stream_translator(self, call, adapter: Adapter, target):
         if target.kind == "anthropic":

@@ -16,8 +16,6 @@ and ``input_items`` (this turn's input with ids, for ``GET .../input_items``).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import orjson
 
 from adapters import Adapter, ChatResult, UpstreamRequest
@@ -70,7 +68,7 @@ class ResponsesEndpoint(EndpointDefaults):
             created_at=call.extra["created_at"],
             previous_response_id=call.extra.get("previous_response_id"),
         )
-        return replace(result, body=orjson.dumps(response))
+        return result.with_body(orjson.dumps(response))
 
     def stream_translator(self, call, adapter: Adapter, target):
         if target.native_responses:

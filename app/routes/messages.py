@@ -10,13 +10,13 @@ providers, translated to the others.
 from __future__ import annotations
 
 import re
-import secrets
 
 from sanic import Blueprint, Request
 from sanic.response import json
 
 from adapters import AdapterError
 from adapters.messages import count_tokens_estimate, messages_request_to_chat
+from adapters.shapes import random_hex
 from app.cache import directives_from_headers
 from app.calls import Call
 from app.endpoints import MESSAGES
@@ -44,7 +44,7 @@ def messages_call(body: dict, principal, headers) -> Call:
         max_tokens=chat.get("max_completion_tokens"),
         prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
         forward_headers=forwarded_headers(headers),
-        extra={"id": "msg_" + secrets.token_hex(12)},
+        extra={"id": "msg_" + random_hex(12)},
     )
 
 

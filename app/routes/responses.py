@@ -8,7 +8,6 @@ failover, cache, queue-backed retries and accounting as chat (``app.endpoints.re
 
 from __future__ import annotations
 
-import secrets
 import time
 
 from sanic import Blueprint, Request
@@ -16,6 +15,7 @@ from sanic.response import json
 
 from adapters import AdapterError
 from adapters.responses import input_items, responses_param_for, responses_request_to_chat
+from adapters.shapes import random_hex
 from app.cache import directives_from_headers
 from app.calls import Call
 from app.endpoints import RESPONSES
@@ -47,7 +47,7 @@ async def responses_call(body: dict, principal, store: ResponseStore) -> Call:
     except AdapterError as error:
         raise _invalid(error) from None
     extra = {
-        "id": "resp_" + secrets.token_hex(24),
+        "id": "resp_" + random_hex(24),
         "created_at": int(time.time()),
         "previous_response_id": previous,
         "chat": chat,
