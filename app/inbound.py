@@ -486,18 +486,28 @@ _FUNCTION_CALL_FIELDS = {"id": _string, "type": _string, "function": _object(_CA
 _CUSTOM_CALL_FIELDS = {"id": _string, "type": _string, "custom": _object(_CALLED_CUSTOM, level=5, required=("name",))}
 
 
-def _tool_call(call: Any) -> None:  # level 4
-    if type(call) is not dict:
-        raise _wrong_type("a tool call object", call)
-    kind = call.get("type")
-    if kind is None or kind == "function":
-        _fields(_FUNCTION_CALL_FIELDS, 4, ("function",), call)
-    elif kind == "custom":
-        _fields(_CUSTOM_CALL_FIELDS, 4, ("custom",), call)
-    elif type(kind) is not str:
-        raise _wrong_type("a string", kind, "type")
-    else:
-        _fields({"id": _string}, 4, (), call)  # a tool call type this gateway does not know
+def _by_type(label: str, level: int, function: dict, custom: dict, unknown: dict) -> Callable[[Any], None]:
+    """The check of a tool or tool-call object at ``level``: by its ``type``, the ``function``
+    or ``custom`` fields; a type this gateway does not know gets only ``unknown`` checked (the
+    upstream judges the rest)."""
+
+    def check(value: Any) -> None:
+        if type(value) is not dict:
+            raise _wrong_type(label, value)
+        kind = value.get("type")
+        if kind is None or kind == "function":
+            _fields(function, level, ("function",), value)
+        elif kind == "custom":
+            _fields(custom, level, ("custom",), value)
+        elif type(kind) is not str:
+            raise _wrong_type("a string", kind, "type")
+        else:
+            _fields(unknown, level, (), value)
+
+    return check
+
+
+_tool_call = _by_type("a tool call object", 4, _FUNCTION_CALL_FIELDS, _CUSTOM_CALL_FIELDS, {"id": _string})
 
 
 _tool_calls = _list_of(_tool_call, "an array of tool calls")
@@ -565,18 +575,7 @@ _FUNCTION_TOOL = {"type": _string, "function": _object(_FUNCTION_FIELDS, level=3
 _CUSTOM_TOOL = {"type": _string, "custom": _object(_CUSTOM_TOOL_FIELDS, level=3, required=("name",))}
 
 
-def _tool(tool: Any) -> None:  # level 2
-    if type(tool) is not dict:
-        raise _wrong_type("a tool object", tool)
-    kind = tool.get("type")
-    if kind is None or kind == "function":
-        _fields(_FUNCTION_TOOL, 2, ("function",), tool)
-    elif kind == "custom":
-        _fields(_CUSTOM_TOOL, 2, ("custom",), tool)
-    elif type(kind) is not str:
-        raise _wrong_type("a string", kind, "type")
-    else:
-        _fields({}, 2, (), tool)  # a tool type this gateway does not know: the upstream judges it
+_tool = _by_type("a tool object", 2, _FUNCTION_TOOL, _CUSTOM_TOOL, {})
 
 
 _tools = _list_of(_tool, "an array of tools")

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from sanic import Blueprint, Request
 
-from app.cache import directives_from_headers
 from app.calls import Call
 from app.endpoints import CHAT
 from app.inbound import parse_chat_request
-from app.routes.respond import json_answer, send_stream
+from app.routes.respond import serve_call
 
 bp = Blueprint("chat", url_prefix="/v1")
 
@@ -35,10 +34,4 @@ def chat_call(raw: bytes, principal) -> Call:
 
 @bp.post("/chat/completions")
 async def chat_completions(request: Request):
-    call = chat_call(request.body, request.ctx.principal)
-    call.cache = directives_from_headers(request.headers)
-    service, record = request.app.ctx.service, request.ctx.record
-    if not call.stream:
-        call.deferrable = True
-        return json_answer((await service.answer(call, record)).body, record)
-    await send_stream(request, await service.open_stream(call, record))
+    return await serve_call(request, chat_call(request.body, request.ctx.principal))

@@ -17,13 +17,12 @@ from sanic.response import json
 from adapters import AdapterError
 from adapters.messages import count_tokens_estimate, messages_request_to_chat
 from adapters.shapes import random_hex
-from app.cache import directives_from_headers
 from app.calls import Call
 from app.endpoints import MESSAGES
 from app.endpoints.messages import FORWARDED_HEADERS
 from app.errors import InvalidRequest
 from app.inbound import check_chat_body, check_nesting, parse_json_object
-from app.routes.respond import json_answer, send_stream
+from app.routes.respond import serve_call
 
 bp = Blueprint("messages", url_prefix="/v1")
 
@@ -68,13 +67,7 @@ def forwarded_headers(headers) -> dict[str, str]:
 
 @bp.post("/messages")
 async def create_message(request: Request):
-    service, record = request.app.ctx.service, request.ctx.record
-    call = messages_call(parse_json_object(request.body), request.ctx.principal, request.headers)
-    call.cache = directives_from_headers(request.headers)
-    if not call.stream:
-        call.deferrable = True
-        return json_answer((await service.answer(call, record)).body, record)
-    await send_stream(request, await service.open_stream(call, record))
+    return await serve_call(request, messages_call(parse_json_object(request.body), request.ctx.principal, request.headers))
 
 
 @bp.post("/messages/count_tokens")

@@ -9,7 +9,7 @@ from sanic import HTTPResponse, Request
 from sanic.helpers import has_message_body
 
 from app.accounting import RateWindow, RequestRecord
-from app.cache import CACHE_HEADER
+from app.cache import CACHE_HEADER, directives_from_headers
 from storage.base import WINDOW_SECONDS
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -91,3 +91,16 @@ async def send_stream(request: Request, relay) -> None:
         async for piece in relay:
             await response.send(piece)
         await response.eof()
+
+
+async def serve_call(request: Request, call) -> HTTPResponse | None:
+    """Answer a client's ``app.calls.Call`` through the service: JSON, or SSE for a stream (then
+    the response is already written). The request's cache headers apply, and a unary call may be
+    deferred to the queue when every key is busy."""
+    call.cache = directives_from_headers(request.headers)
+    service, record = request.app.ctx.service, request.ctx.record
+    if not call.stream:
+        call.deferrable = True
+        return json_answer((await service.answer(call, record)).body, record)
+    await send_stream(request, await service.open_stream(call, record))
+    return None

@@ -16,13 +16,12 @@ from sanic.response import json
 from adapters import AdapterError
 from adapters.responses import input_items, responses_param_for, responses_request_to_chat
 from adapters.shapes import random_hex
-from app.cache import directives_from_headers
 from app.calls import Call
 from app.endpoints import RESPONSES
 from app.errors import InvalidRequest
 from app.responses_store import ResponseStore, continuation
 from app.inbound import check_chat_body, check_nesting, parse_json_object
-from app.routes.respond import json_answer, send_stream
+from app.routes.respond import serve_call
 
 bp = Blueprint("responses", url_prefix="/v1")
 
@@ -69,13 +68,8 @@ async def responses_call(body: dict, principal, store: ResponseStore) -> Call:
 
 @bp.post("/responses")
 async def create_response(request: Request):
-    service, record = request.app.ctx.service, request.ctx.record
-    call = await responses_call(parse_json_object(request.body), request.ctx.principal, ResponseStore.of(service))
-    call.cache = directives_from_headers(request.headers)
-    if not call.stream:
-        call.deferrable = True
-        return json_answer((await service.answer(call, record)).body, record)
-    await send_stream(request, await service.open_stream(call, record))
+    store = ResponseStore.of(request.app.ctx.service)
+    return await serve_call(request, await responses_call(parse_json_object(request.body), request.ctx.principal, store))
 
 
 @bp.get("/responses/<response_id>")
