@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 CONFIG ?= configs/config.yaml
 
 # Debian packages the tests start for real (redis-server, webdis; chromium for the dashboard's
-# browser test, driven by Playwright) and the benchmark uses (nginx, wrk).
+# browser test, driven by Playwright) and the benchmark uses (nginx, wrk: make test installs them
+# too, for tests/test_bench_smoke.py).
 TEST_DEBS  := redis-server webdis curl chromium
 BENCH_DEBS := nginx wrk
 
@@ -37,7 +38,7 @@ check: $(VENV)/.installed
 	$(BIN)/coo-llm check --config $(CONFIG)
 
 test: $(VENV)/.installed-test
-	@scripts/ensure-debs.sh $(TEST_DEBS)
+	@scripts/ensure-debs.sh $(TEST_DEBS) $(BENCH_DEBS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # BENCH_ARGS examples: --quick (smoke run), --rows direct,bare-proxy,memory-1w, --repeat 3,
