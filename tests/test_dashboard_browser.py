@@ -245,3 +245,42 @@ def test_the_clients_panel_shows_spend_and_revokes_a_real_client(playwright_brow
         assert watched.errors == []
     finally:
         watched.close()
+
+
+def test_the_queue_panel_shows_a_batch_in_progress_until_it_ends(playwright_browser, gw, fake):
+    """A batch run by the worker shows in the queue panel with its progress while it runs, and
+    leaves the panel when it is done."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0)
+    for key in ("OA-KEY-1", "OA-KEY-2"):
+        fake.set_default(key, Step(delay=4.0))  # the batch stays in progress for a few page refreshes
+    watched = Watched(playwright_browser, gw.url)
+    page = watched.page
+    try:
+        lines = [
+            {"custom_id": f"q-{n}", "method": "POST", "url": "/v1/chat/completions",
+             "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"batch question {n}"}]}}
+            for n in range(3)
+        ]
+        source = client.files.create(file=("questions.jsonl", "".join(json.dumps(line) + "\n" for line in lines).encode()), purpose="batch")
+        batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions", completion_window="24h")
+        watched.sign_in(ADMIN_KEY)
+        row = f'#batches-rows tr[data-batch="{batch.id}"]'
+        page.wait_for_selector(row, timeout=WAIT_MS)
+        page.wait_for_selector(f"{row} td:has-text('/ 3')", timeout=WAIT_MS)  # validated: its 3 lines counted
+        cells = [cell.inner_text() for cell in page.query_selector_all(f"{row} td")]
+        assert cells[0] == batch.id and cells[1] == "/v1/chat/completions"
+        assert cells[2] in ("in_progress", "finalizing")
+        assert re.fullmatch(r"[0-3] / 3", cells[3]) and cells[4] == "0", cells
+        assert "batch pump" in watched.text("#batch-pumps")
+
+        page.wait_for_selector(row, state="detached", timeout=40_000)
+        finished = client.batches.retrieve(batch.id)
+        assert finished.status == "completed" and finished.request_counts.completed == 3
+        assert "No batch in progress." in watched.text("#batches-rows")
+        assert watched.errors == []
+    finally:
+        for key in ("OA-KEY-1", "OA-KEY-2"):
+            fake.set_default(key, Step())
+        watched.close()

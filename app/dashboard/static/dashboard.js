@@ -293,6 +293,22 @@
       return el("tr", {}, el("td", { class: "mono" }, name), el("td", {}, every ? fmtSeconds(every) : "on demand"), el("td", {}, pairs(counts)), el("td", { class: "num" }, seconds === undefined ? "–" : seconds.toFixed(2) + " s"));
     });
     setRows("outcomes-rows", outcomes, 4, "No jobs have run yet.");
+    renderBatches(q.batches);
+  }
+
+  // Unfinished batches with their progress (GET /admin/v1/queue's "batches"); done = completed + failed.
+  function renderBatches(batches) {
+    const active = (batches && batches.active) || [];
+    setText("batch-pumps", batches ? `${plural(batches.pumps, "batch pump")} alive` : "");
+    const rows = active.slice(0, 10).map((batch) => {
+      const counts = batch.request_counts || {};
+      const done = (counts.completed || 0) + (counts.failed || 0);
+      return el("tr", { dataset: { batch: batch.id } },
+        el("td", { class: "mono" }, batch.id), el("td", { class: "mono" }, batch.endpoint), el("td", {}, batch.status),
+        el("td", { class: "num" }, `${fmtInt(done)} / ${fmtInt(counts.total || 0)}`), el("td", { class: "num" }, fmtInt(counts.failed || 0)),
+        el("td", {}, new Date(batch.created_at * 1000).toLocaleTimeString("en-GB", { hour12: false })));
+    });
+    setRows("batches-rows", rows, 6, "No batch in progress.");
   }
 
   function renderRequests(result) {
