@@ -25,6 +25,7 @@ from loguru import logger
 from adapters.sse import frame
 from app import metrics
 from app.logging import info_line
+from app.loopturn import OncePerTurn
 from storage.base import RECENT_MAX
 from storage.usage import UsageEvent
 
@@ -154,10 +155,11 @@ _finishing: list[RequestRecord] = []
 def finish_soon(record: RequestRecord) -> None:
     """``finish(record)`` on the loop's next turn, with every record handed over in this turn:
     one callback per turn however many requests end in it (the client is not kept waiting for
-    metrics and the log line, and the loop is not handed a callback per request)."""
+    metrics and the log line, and the loop is not handed a callback per request). Without a
+    running loop, at once."""
     _finishing.append(record)
-    if len(_finishing) == 1:
-        asyncio.get_running_loop().call_soon(_finish_pending)
+    if not _finish_turn.schedule():
+        _finish_pending()
 
 
 def _finish_pending() -> None:
@@ -168,6 +170,9 @@ def _finish_pending() -> None:
             finish(record)
         except Exception:  # one record that cannot be written must not cost the others theirs
             logger.opt(exception=False).error("could not record a finished request", request_id=record.request_id)
+
+
+_finish_turn = OncePerTurn(_finish_pending)
 
 
 def frames_with_cost(frames: list[bytes], cost: float | None) -> list[bytes]:

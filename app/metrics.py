@@ -17,12 +17,13 @@ reading, e.g. a cooldown lifted by ``POST /admin/v1/keys/{label}/reset``).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from bisect import bisect_left
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
+
+from app.loopturn import OncePerTurn
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -97,7 +98,7 @@ class Tally:
     def __init__(self) -> None:
         self._counts: dict[tuple, float] = {}
         self._observed: dict[tuple, list] = {}  # (histogram, labels) -> [per-bucket counts, sum]
-        self._scheduled = False
+        self._turn = OncePerTurn(self.flush)
 
     def count(self, metric, labels: tuple, amount: float = 1.0) -> None:
         key = (metric, labels)
@@ -114,18 +115,10 @@ class Tally:
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._scheduled:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        if not self._turn.schedule():
             self.flush()
-            return
-        self._scheduled = True
-        loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        self._scheduled = False
         counts, self._counts = self._counts, {}
         observed, self._observed = self._observed, {}
         for (metric, labels), amount in counts.items():
