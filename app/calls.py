@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from app.auth import Principal
 from app.cache import CacheDirectives
+from app.inbound import check_chat_body
 
 if TYPE_CHECKING:
     from app.endpoints import Endpoint
@@ -36,6 +37,23 @@ class Call:
     forward_headers: Mapping[str, str] = field(default_factory=dict)  # client headers an endpoint passes upstream
     headroom: float = 0.0  # fraction of every key window to leave to others (batch lines: batches.headroom)
     extra: dict = field(default_factory=dict)  # the endpoint's own state for this call (JSON-able)
+
+
+def hub_call(endpoint: "Endpoint", body: dict, chat: dict, principal: Principal, **fields) -> Call:
+    """The ``Call`` of a front door that translated ``body`` to the chat request ``chat`` (the
+    hub): the model, stream flag, completion tokens to reserve and prompt estimate are the hub
+    request's, and the boundary checks it is one the adapters accept (a 400 naming the field if
+    not). ``fields`` sets the rest (``extra``, ``forward_headers``)."""
+    return Call(
+        endpoint=endpoint,
+        body=body,
+        model=chat["model"],
+        principal=principal,
+        stream=bool(chat.get("stream")),
+        max_tokens=chat.get("max_completion_tokens"),
+        prompt_tokens=check_chat_body(chat).prompt_tokens,
+        **fields,
+    )
 
 
 def call_payload(call: Call) -> dict:

@@ -17,11 +17,11 @@ from sanic.response import json
 from adapters import AdapterError
 from adapters.messages import count_tokens_estimate, messages_request_to_chat
 from adapters.shapes import random_hex
-from app.calls import Call
+from app.calls import Call, hub_call
 from app.endpoints import MESSAGES
 from app.endpoints.messages import FORWARDED_HEADERS
 from app.errors import InvalidRequest
-from app.inbound import check_chat_body, check_nesting, parse_json_object
+from app.inbound import check_nesting, parse_json_object
 from app.routes.respond import serve_call
 
 bp = Blueprint("messages", url_prefix="/v1")
@@ -34,16 +34,8 @@ def messages_call(body: dict, principal, headers) -> Call:
         chat = messages_request_to_chat(body, provider_kind="openai")  # validates, and sizes the prompt
     except AdapterError as error:
         raise InvalidRequest(error.message, param=error.param, code=error.code) from None
-    return Call(
-        endpoint=MESSAGES,
-        body=body,
-        model=chat["model"],
-        principal=principal,
-        stream=bool(chat.get("stream")),
-        max_tokens=chat.get("max_completion_tokens"),
-        prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
-        forward_headers=forwarded_headers(headers),
-        extra={"id": "msg_" + random_hex(12)},
+    return hub_call(
+        MESSAGES, body, chat, principal, forward_headers=forwarded_headers(headers), extra={"id": "msg_" + random_hex(12)}
     )
 
 

@@ -16,11 +16,11 @@ from sanic.response import json
 from adapters import AdapterError
 from adapters.responses import input_items, responses_param_for, responses_request_to_chat
 from adapters.shapes import random_hex
-from app.calls import Call
+from app.calls import Call, hub_call
 from app.endpoints import RESPONSES
 from app.errors import InvalidRequest
 from app.responses_store import ResponseStore, continuation
-from app.inbound import check_chat_body, check_nesting, parse_json_object
+from app.inbound import check_nesting, parse_json_object
 from app.routes.respond import serve_call
 
 bp = Blueprint("responses", url_prefix="/v1")
@@ -54,16 +54,7 @@ async def responses_call(body: dict, principal, store: ResponseStore) -> Call:
         "prior_items": prior_items,
         "input_items": items,
     }
-    return Call(
-        endpoint=RESPONSES,
-        body=body,
-        model=chat["model"],
-        principal=principal,
-        stream=bool(chat.get("stream")),
-        max_tokens=chat.get("max_completion_tokens"),
-        prompt_tokens=check_chat_body(chat).prompt_tokens,  # and the hub request is one the adapters accept
-        extra=extra,
-    )
+    return hub_call(RESPONSES, body, chat, principal, extra=extra)
 
 
 @bp.post("/responses")
